@@ -1,0 +1,168 @@
+"""The one settings object of qonline: the only module that reads the environment.
+
+Precedence, highest first: explicit overrides (CLI flags) > ``QONLINE_*`` environment variables >
+the YAML config file (``--config FILE`` or ``QONLINE_CONFIG``) > defaults. Secrets are
+:class:`pydantic.SecretStr` and never appear in ``repr``, logs or artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from quant_core.errors import ConfigError
+
+DEFAULT_SOURCE = "synthetic:symbols=50,start=2019-01-01,end=2023-12-29,seed=7"
+
+
+class S3Options(BaseModel):
+    """How to reach an S3-compatible object store (AWS S3, MinIO, SeaweedFS)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoint_url: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    region: str = "us-east-1"
+    connect_timeout: float = 3.0
+    request_timeout: float = 30.0
+
+
+class Settings(BaseSettings):
+    """qonline's configuration. Every field maps to ``QONLINE_<FIELD>`` and to a YAML key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QONLINE_", extra="forbid", frozen=True, populate_by_name=True
+    )
+
+    config: Path | None = Field(default=None, description="YAML config file that was loaded")
+    lake_uri: str = Field(default="lake", description="lake root: a folder, file:// or s3://bucket/prefix")
+    s3_endpoint_url: str | None = None
+    aws_access_key_id: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("QONLINE_AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID", "aws_access_key_id")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "QONLINE_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"
+        ),
+    )
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("QONLINE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="default: sqlite file beside the lake (local lakes) or in .qonline/"
+    )
+    redis_url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db")
+    source: str = Field(default=DEFAULT_SOURCE, description="source spec the daily routine extracts from")
+    num_threads: int = Field(default=1, ge=1, description="LightGBM threads per model")
+    max_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    max_abs_log_return: float = Field(default=2.0, gt=0, description="validation: |log adjusted return| bound")
+    row_count_tolerance: float = Field(default=0.25, ge=0, lt=1, description="validation: rows per date")
+    strategies: dict[str, Any] = Field(default_factory=dict, description="strategy definitions (YAML)")
+
+    @field_validator("lake_uri")
+    @classmethod
+    def _lake_uri_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("lake_uri must not be empty")
+        return value.strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+    @cached_property
+    def s3(self) -> S3Options:
+        """S3 connection options assembled from the flat settings."""
+        return S3Options(
+            endpoint_url=self.s3_endpoint_url,
+            access_key_id=self.aws_access_key_id,
+            secret_access_key=self.aws_secret_access_key,
+            region=self.aws_region,
+        )
+
+    @property
+    def lake_is_local(self) -> bool:
+        return not self.lake_uri.startswith("s3://")
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        """The tracking URI: the configured one, or a sqlite file beside a local lake."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if self.lake_is_local:
+            lake = Path(self.lake_uri.removeprefix("file://")).resolve()
+            return f"sqlite:///{lake.parent / (lake.name + '-mlflow.db')}"
+        return f"sqlite:///{Path('.qonline').resolve() / 'mlflow.db'}"
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a JSON-able dict with secrets shown as ``**********``."""
+        return self.model_dump(mode="json", exclude={"strategies"})
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of setting names to values")
+    return data
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, the environment and an optional YAML file.
+
+    Args:
+        config_file: YAML file with the same keys as the settings (``lake_uri``, ``source``, ...)
+            and ``strategies``. ``None`` falls back to ``QONLINE_CONFIG`` when it is set.
+        **overrides: values that win over everything else (``None`` values are ignored).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or a value breaks a rule (names the key).
+    """
+    path_value = config_file if config_file is not None else os.environ.get("QONLINE_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path_value:
+        path = Path(path_value)
+        file_values = _read_yaml(path)
+        file_values["config"] = path
+    env_keys = {k.lower().removeprefix("qonline_") for k in os.environ if k.startswith("QONLINE_")}
+    alias_env = {
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "aws_region": "AWS_REGION",
+    }
+    env_keys |= {field for field, var in alias_env.items() if var in os.environ}
+    if "AWS_DEFAULT_REGION" in os.environ:
+        env_keys.add("aws_region")
+    # the file is the lowest layer: drop its keys the environment sets, then apply overrides
+    init = {k: v for k, v in file_values.items() if k not in env_keys or k == "config"}
+    init.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        where = f"config file {path_value}" if path_value else "settings"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: invalid value(s): {problems}") from exc
