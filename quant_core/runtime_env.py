@@ -18,6 +18,8 @@ PROCESS_ENVIRONMENT: dict[str, str] = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     # quant_core logs show in the Prefect UI through the run logger's handlers.
     "PREFECT_LOGGING_EXTRA_LOGGERS": "quant_core",
+    # quant_core also runs outside flow runs (CLI helpers, tests): no warning per log record
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 
 

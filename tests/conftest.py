@@ -73,7 +73,11 @@ def s3_server() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """A temporary Prefect API (sqlite) for flow tests; started once per session."""
+    from prefect.logging.configuration import setup_logging
     from prefect.testing.utilities import prefect_test_harness
 
+    # configure Prefect's console handlers now, on pytest's streams: configured lazily inside a
+    # CliRunner invocation they would keep writing to that invocation's closed stream
+    setup_logging()
     with prefect_test_harness(server_startup_timeout=180):
         yield

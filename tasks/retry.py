@@ -1,0 +1,24 @@
+"""Retry policy shared by the task adapters: retry I/O failures, never bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quant_core.errors import QonlineError
+
+#: seconds between attempts: 2, 8, 30
+IO_RETRY_DELAYS: list[float] = [2.0, 8.0, 30.0]
+
+
+def retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry when the failure was I/O (network, storage); a domain error is final."""
+    try:
+        state.result()
+    except QonlineError as exc:
+        # a LakeError wrapping an OSError (endpoint down, throttled) is worth another attempt
+        return isinstance(exc.__cause__, OSError | TimeoutError | ConnectionError)
+    except (OSError, TimeoutError, ConnectionError):
+        return True
+    except Exception:
+        return False
+    return False
