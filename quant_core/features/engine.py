@@ -1,0 +1,398 @@
+"""The feature engine: bars in the bar schema -> one row of features per (date, symbol).
+
+Date semantics (shared with :mod:`quant_core.labels`):
+
+* The trading calendar is the sorted set of dates present in ``bars``.
+* Each symbol's series spans its first to its last bar. Days inside the span without a bar
+  (suspensions) are NaN; before the first bar the series does not exist, so windows are partial
+  there (Qlib's ``min_periods=1``). ``first_dates`` tells the engine that a symbol existed before
+  the first date of ``bars`` (an incremental run from a ``hist_ref`` buffer): its series then
+  starts at the buffer's first date, with missing days NaN inside the span.
+* The value on day ``d`` depends only on bars from ``d - hist_ref`` to ``d`` (trading days) and on
+  ``first_dates``. Every window is computed from scratch, so a run from a buffer of ``hist_ref``
+  days gives the same float32 bits as a run over the whole history.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from quant_core.errors import QonlineError
+from quant_core.features.expressions import Expr, Value
+from quant_core.features.feature_set import FeatureSet
+
+log = logging.getLogger(__name__)
+
+#: How bar fields enter the computation. ``"qlib"``: adjusted fields are rounded to float32 (Qlib
+#: stores its fields as float32) and element-wise arithmetic follows numpy's type promotion, as
+#: Qlib's does; rolling operators always work in float64. ``"float64"``: everything in float64.
+Precision: TypeAlias = Literal["qlib", "float64"]
+PRECISIONS: tuple[str, ...] = ("qlib", "float64")
+
+DateLike: TypeAlias = date | datetime | str | np.datetime64 | pd.Timestamp
+
+
+class FeatureInputError(QonlineError, ValueError):
+    """The bars (or dates) given to the feature or label engine cannot be used: says why."""
+
+
+def _to_day(value: DateLike, what: str) -> np.datetime64:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise FeatureInputError(f"{what} {value!r} is not a date") from exc
+    if pd.isna(ts):
+        raise FeatureInputError(f"{what} is missing (NaT)")
+    return np.datetime64(ts.date(), "D")
+
+
+@dataclass(frozen=True)
+class _Bars:
+    """Bars reduced to integer keys: calendar position and symbol code for every row."""
+
+    calendar: npt.NDArray[np.datetime64]  # sorted unique dates, datetime64[D]
+    symbols: npt.NDArray[Any]  # sorted unique symbols
+    day: npt.NDArray[np.int64]  # per row: index into calendar
+    sym: npt.NDArray[np.int64]  # per row: index into symbols
+    frame: pd.DataFrame
+
+
+def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
+    if not isinstance(bars, pd.DataFrame):
+        raise FeatureInputError(f"{source}: bars must be a pandas DataFrame, got {type(bars).__name__}")
+    missing = [c for c in ("date", "symbol") if c not in bars.columns]
+    if missing:
+        raise FeatureInputError(f"{source}: bars lack column(s) {missing}")
+    if len(bars) == 0:
+        raise FeatureInputError(f"{source}: the bars are empty; there is nothing to compute")
+    try:
+        days = pd.to_datetime(bars["date"]).to_numpy().astype("datetime64[D]")
+    except (ValueError, TypeError) as exc:
+        raise FeatureInputError(f"{source}: column 'date' holds a value that is not a date: {exc}") from exc
+    if np.isnat(days).any():
+        row = int(np.flatnonzero(np.isnat(days))[0])
+        raise FeatureInputError(f"{source}: column 'date' is empty at row {row}")
+    if bars["symbol"].isna().any():
+        row = int(np.flatnonzero(bars["symbol"].isna().to_numpy())[0])
+        raise FeatureInputError(f"{source}: column 'symbol' is empty at row {row}")
+    day_codes, calendar = pd.factorize(days, sort=True)
+    sym_codes, symbols = pd.factorize(bars["symbol"].astype(str), sort=True)
+    day = day_codes.astype(np.int64)
+    sym = sym_codes.astype(np.int64)
+    key = sym * len(calendar) + day
+    if len(np.unique(key)) != len(key):
+        dup = pd.Series(key).duplicated().to_numpy()
+        row = int(np.flatnonzero(dup)[0])
+        raise FeatureInputError(
+            f"{source}: duplicate bar for {symbols[sym[row]]} on {calendar[day[row]]} (row {row}); "
+            "bars need one row per (date, symbol)"
+        )
+    return _Bars(
+        calendar=np.asarray(calendar, dtype="datetime64[D]"),
+        symbols=np.asarray(symbols, dtype=object),
+        day=day,
+        sym=sym,
+        frame=bars,
+    )
+
+
+def _numeric(
+    frame: pd.DataFrame, column: str, rows: npt.NDArray[np.int64], *, source: str
+) -> npt.NDArray[np.float64]:
+    try:
+        values = pd.to_numeric(frame[column].iloc[rows], errors="raise")
+    except (ValueError, TypeError) as exc:
+        raise FeatureInputError(f"{source}: column {column!r} must be numeric: {exc}") from exc
+    return np.asarray(values, dtype=np.float64)
+
+
+def _adjusted_fields(
+    frame: pd.DataFrame, fields: Iterable[str], rows: npt.NDArray[np.int64], *, source: str
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Adjusted values of bar fields for the given rows (float64): prices and vwap times the
+    factor, volume divided by it; a missing factor is 1.0 (no adjustment known), as in the bar
+    schema, and a missing ``vwap`` column gives NaN (Qlib without vwap data)."""
+    if "factor" in frame.columns:
+        factor = _numeric(frame, "factor", rows, source=source)
+        factor = np.where(np.isnan(factor), 1.0, factor)
+    else:
+        factor = np.ones(len(rows))
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    for field in sorted(set(fields)):
+        if field == "factor":
+            out[field] = factor
+        elif field not in frame.columns:
+            if field != "vwap":
+                raise FeatureInputError(f"{source}: bars lack column {field!r}, which the expressions read")
+            log.warning(
+                "%s: bars have no 'vwap' column; vwap features are NaN (as Qlib without vwap)", source
+            )
+            out[field] = np.full(len(rows), np.nan)
+        elif field == "volume":
+            out[field] = _numeric(frame, field, rows, source=source) / factor
+        else:
+            out[field] = _numeric(frame, field, rows, source=source) * factor
+    return out
+
+
+class Panel:
+    """A ``(symbols, days)`` slice of bars with each series' span; evaluates expressions.
+
+    Implements :class:`~quant_core.features.expressions.EvalContext`. Sub-expressions used more
+    than once are computed once and dropped after their last use.
+    """
+
+    def __init__(
+        self,
+        fields: Mapping[str, npt.NDArray[Any]],
+        start: npt.NDArray[np.int64],
+        stop: npt.NDArray[np.int64],
+        n_days: int,
+    ) -> None:
+        self._fields = dict(fields)
+        self._start = start
+        cols = np.arange(n_days)
+        self._exists = (cols[None, :] >= start[:, None]) & (cols[None, :] <= stop[:, None])
+        self._cache: dict[Expr, Value] = {}
+        self._left: Counter[Expr] = Counter()
+        self._uses: Counter[Expr] = Counter()
+        self._need: dict[Expr, int] = {}
+
+    @property
+    def exists(self) -> npt.NDArray[np.bool_]:
+        return self._exists
+
+    @property
+    def start(self) -> npt.NDArray[np.int64]:
+        return self._start
+
+    def field(self, name: str) -> npt.NDArray[Any]:
+        return self._fields[name]
+
+    def plan(self, roots: Sequence[Expr], first_day: int = 0) -> None:
+        """Count how often each distinct sub-expression will be asked for, and from which day on
+        its values are needed (``first_day`` for the roots, earlier for what windows read)."""
+        order: list[Expr] = []  # post-order: children before parents
+        seen: set[Expr] = set()
+
+        def visit(node: Expr) -> None:
+            if node in seen:
+                return
+            seen.add(node)
+            for child in node.children:
+                self._uses[child] += 1
+                visit(child)
+            order.append(node)
+
+        for root in roots:
+            self._uses[root] += 1
+            visit(root)
+            self._need[root] = first_day
+        for node in reversed(order):  # parents before children
+            need = self._need[node] - node.own_lookback
+            for child in node.children:
+                self._need[child] = min(self._need.get(child, need), need)
+
+    def needed_from(self, expr: Expr) -> int:
+        return max(self._need.get(expr, 0), 0)
+
+    def value(self, expr: Expr) -> Value:
+        if expr in self._cache:
+            value = self._cache[expr]
+        else:
+            value = expr.evaluate(self)
+            self._cache[expr] = value
+            self._left[expr] = self._uses[expr]
+        self._left[expr] -= 1
+        if self._left[expr] <= 0:
+            del self._cache[expr]
+            del self._left[expr]
+        return value
+
+
+@dataclass(frozen=True)
+class PanelPlan:
+    """Which panel to build and which of its cells are output rows."""
+
+    panel: Panel
+    out_day: npt.NDArray[np.int64]  # calendar index of each output row (sorted by date, symbol)
+    out_sym: npt.NDArray[np.int64]  # symbol code of each output row
+    flat: npt.NDArray[np.int64]  # flat index of each output row into a panel value
+    first_day: int  # panel column of the first output date
+    calendar: npt.NDArray[np.datetime64]
+    symbols: npt.NDArray[Any]
+
+
+def plan_panel(
+    bars: pd.DataFrame,
+    fields: Iterable[str],
+    *,
+    lookback: int,
+    lookahead: int = 0,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    first_dates: Mapping[str, DateLike] | None = None,
+    precision: Precision = "qlib",
+    source: str = "features",
+    observable_only: bool = False,
+) -> PanelPlan:
+    """Build the panel needed for the output rows ``start..end`` (inclusive).
+
+    The panel covers ``lookback`` trading days before the first output date and ``lookahead``
+    after the last one (as far as the calendar goes). With ``observable_only`` the output keeps
+    only dates with ``lookahead`` further trading days in the calendar (labels).
+    """
+    if precision not in PRECISIONS:
+        raise FeatureInputError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    idx = _index_bars(bars, source=source)
+    n_cal = len(idx.calendar)
+    lo_day = 0 if start is None else int(np.searchsorted(idx.calendar, _to_day(start, "start"), "left"))
+    hi_day = (
+        n_cal - 1 if end is None else int(np.searchsorted(idx.calendar, _to_day(end, "end"), "right")) - 1
+    )
+    if observable_only:
+        hi_day = min(hi_day, n_cal - 1 - lookahead)
+    out_rows = np.flatnonzero((idx.day >= lo_day) & (idx.day <= hi_day))
+    if len(out_rows) == 0:
+        span = f"{idx.calendar[0]}..{idx.calendar[-1]}"
+        why = f" with {lookahead} more trading day(s) after them in the bars" if observable_only else ""
+        raise FeatureInputError(
+            f"{source}: no bars between {start or 'the first date'} and {end or 'the last date'} "
+            f"(inclusive){why}; the bars cover {span}"
+        )
+    c0 = max(0, int(idx.day[out_rows].min()) - lookback)
+    c1 = min(n_cal - 1, int(idx.day[out_rows].max()) + lookahead)
+    n_days = c1 - c0 + 1
+
+    # only symbols with an output row enter the panel
+    sym_used = np.unique(idx.sym[out_rows])
+    remap = np.full(len(idx.symbols), -1, dtype=np.int64)
+    remap[sym_used] = np.arange(len(sym_used))
+    n_sym = len(sym_used)
+
+    first = np.full(len(idx.symbols), n_cal, dtype=np.int64)
+    last = np.full(len(idx.symbols), -1, dtype=np.int64)
+    np.minimum.at(first, idx.sym, idx.day)
+    np.maximum.at(last, idx.sym, idx.day)
+    first, last = first[sym_used], last[sym_used]
+    if first_dates:
+        for i, symbol in enumerate(idx.symbols[sym_used]):
+            if symbol not in first_dates:
+                continue
+            fd = _to_day(first_dates[symbol], f"first_dates[{symbol!r}]")
+            if fd > idx.calendar[first[i]]:
+                raise FeatureInputError(
+                    f"{source}: first_dates says {symbol} starts on {fd}, but it has a bar on "
+                    f"{idx.calendar[first[i]]}"
+                )
+            first[i] = int(np.searchsorted(idx.calendar, fd, "left"))
+    span_start = np.clip(first - c0, 0, None).astype(np.int64)
+    span_stop = np.clip(last - c0, -1, n_days - 1).astype(np.int64)
+
+    in_panel = np.flatnonzero((idx.day >= c0) & (idx.day <= c1) & (remap[idx.sym] >= 0))
+    ps = remap[idx.sym[in_panel]]
+    pt = idx.day[in_panel] - c0
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for field, values in _adjusted_fields(idx.frame, fields, in_panel, source=source).items():
+        arr = np.full((n_sym, n_days), np.nan)
+        arr[ps, pt] = values
+        arrays[field] = arr.astype(np.float32) if precision == "qlib" else arr
+
+    order = np.lexsort((idx.sym[out_rows], idx.day[out_rows]))
+    out_rows = out_rows[order]
+    out_day = idx.day[out_rows]
+    out_sym = idx.sym[out_rows]
+    flat = remap[out_sym] * n_days + (out_day - c0)
+    panel = Panel(arrays, span_start, span_stop, n_days)
+    first_day = int(out_day.min()) - c0
+    return PanelPlan(panel, out_day, out_sym, flat, first_day, idx.calendar, idx.symbols)
+
+
+def evaluate_plan(plan: PanelPlan, names: Sequence[str], expressions: Sequence[Expr]) -> pd.DataFrame:
+    """Evaluate ``expressions`` on a planned panel: ``[date, symbol, *names]``, float32."""
+    panel = plan.panel
+    panel.plan(expressions, plan.first_day)
+    # column-major, so each feature is written contiguously and pandas takes the block as is
+    out = np.empty((len(plan.flat), len(names)), dtype=np.float32, order="F")
+    for j, expr in enumerate(expressions):
+        value = panel.value(expr)
+        if isinstance(value, np.ndarray):
+            out[:, j] = value.reshape(-1)[plan.flat]
+        else:  # a constant feature
+            out[:, j] = value
+    frame = pd.DataFrame(out, columns=list(names), copy=False)
+    frame.insert(0, "date", plan.calendar[plan.out_day].astype("datetime64[s]"))
+    frame.insert(1, "symbol", plan.symbols[plan.out_sym])
+    return frame
+
+
+def compute_features(
+    bars: pd.DataFrame,
+    feature_set: FeatureSet,
+    *,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    first_dates: Mapping[str, DateLike] | None = None,
+    precision: Precision = "qlib",
+) -> pd.DataFrame:
+    """Compute a feature set for every bar whose date is in ``[start, end]``.
+
+    Args:
+        bars: frame in the bar schema (``date, symbol, open, high, low, close, volume, vwap,
+            factor``; raw prices, point-in-time factor; ``date`` as datetime64 or ``date``).
+            Features read adjusted fields (``price * factor``, ``volume / factor``). The trading
+            calendar is the sorted set of dates in ``bars``.
+        feature_set: e.g. ``get_feature_set("alpha158")``.
+        start: first output date, inclusive (``None``: the first date of ``bars``).
+        end: last output date, inclusive (``None``: the last date of ``bars``).
+        first_dates: each symbol's first-ever bar date. For an incremental run pass bars from
+            ``hist_ref`` trading days before ``start`` (the warm-up buffer) and the symbols' first
+            dates: a symbol that existed before the buffer is then treated as existing from the
+            buffer's first day, and the result equals the full recompute bit for bit. Without it a
+            symbol's series starts at its first bar in ``bars``.
+        precision: ``"qlib"`` (default) rounds the adjusted fields to float32 as Qlib's storage
+            does and follows numpy's promotion in element-wise arithmetic, which reproduces Qlib's
+            values to ~1e-7; ``"float64"`` keeps the inputs in float64. Windows are always
+            reduced in float64. See ``docs/features.md``.
+
+    Returns:
+        ``[date, symbol, *feature_set.names]``: one row per input bar dated in ``[start, end]``,
+        sorted by (date, symbol); ``date`` is ``datetime64[s]``, features are float32. Rows in the
+        first ``hist_ref`` trading days of a symbol's history have partial windows (as Qlib).
+
+    Raises:
+        FeatureInputError: empty bars, no bar in ``[start, end]``, duplicate (date, symbol) rows,
+            a missing or non-numeric column, or ``first_dates`` later than a symbol's first bar.
+    """
+    if not isinstance(feature_set, FeatureSet):
+        raise FeatureInputError(f"feature_set must be a FeatureSet, got {type(feature_set).__name__}")
+    t0 = time.perf_counter()
+    plan = plan_panel(
+        bars,
+        feature_set.fields,
+        lookback=feature_set.hist_ref,
+        start=start,
+        end=end,
+        first_dates=first_dates,
+        precision=precision,
+        source=f"features/{feature_set.name}",
+    )
+    frame = evaluate_plan(plan, feature_set.names, feature_set.expressions)
+    log.debug(
+        "computed %d features x %d rows (%s) in %.2fs",
+        len(feature_set),
+        len(frame),
+        feature_set.name,
+        time.perf_counter() - t0,
+    )
+    return frame
