@@ -7,7 +7,6 @@ starts `prefect server start`, deploys `deployments/prefect.yaml`, and watches w
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,24 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.local_services import free_port
+from flows.local_services import free_port, stop_process_group
 from quant_core.lake import Lake
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +54,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
             time.sleep(0.5)
         yield env
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         log.close()
 
 
@@ -119,7 +106,7 @@ def test_deploy_schedule_and_manual_run(server_env: dict[str, str], tmp_path: Pa
         worker_text = (tmp_path / "worker.log").read_text(errors="replace")[-4000:]
         assert "STATE COMPLETED" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:] + worker_text
     finally:
-        _stop(worker)  # workers before the server (STACK.md)
+        stop_process_group(worker)  # workers before the server (STACK.md)
         worker_log.close()
     cal = Lake(str(lake)).calendar()
     assert cal.first == date(2022, 1, 3) and cal.last == date(2022, 1, 31)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.local_services import free_port, wait_for_port
+from flows.local_services import free_port, stop_process_group, wait_for_port
 
 ACCESS_KEY = "qonline-test"
 SECRET_KEY = "qonline-test-secret"
@@ -64,13 +63,7 @@ def seaweedfs(bucket: str = "qonline") -> Iterator[S3Server]:
         _wait_for_bucket(server)
         yield server
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
