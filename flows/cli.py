@@ -66,7 +66,8 @@ def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("quant_core").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("httpx", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @app.command()
@@ -83,6 +84,26 @@ def ingest(
     from flows.ingest import ingest as ingest_flow
 
     summary = _run(ingest_flow, source=source, start=start.date(), end=end.date(), lake_uri=lake)
+    _print_summary(summary, json_output)
+
+
+@app.command()
+def features(
+    start: DateOpt,
+    end: DateOpt,
+    feature_set: Annotated[str, typer.Option("--set", help="feature set name")] = "alpha158",
+    label: Annotated[list[str] | None, typer.Option("--label", help="label(s) to update (repeatable)")] = None,
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Recompute a feature set (and labels) for [START, END] from the bars in the lake."""
+    _use_config(config)
+    from flows.features import features as features_flow
+
+    labels = tuple(label) if label else ("LABEL0",)
+    summary = _run(features_flow, start=start.date(), end=end.date(), feature_set=feature_set, labels=labels,
+                   lake_uri=lake)
     _print_summary(summary, json_output)
 
 
@@ -131,6 +152,10 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
             typer.echo(f"{key}:")
             for k, v in value.items():
                 typer.echo(f"  {k}: {v}")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            typer.echo(f"{key}:")
+            for item in value:
+                typer.echo("  - " + ", ".join(f"{k}={v}" for k, v in item.items() if v not in (None, "", [])))
         else:
             typer.echo(f"{key}: {value}")
 

@@ -7,16 +7,24 @@ from datetime import date
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.features import update_summary, updates_table
+from quant_core.feature_store import StoreUpdate, dependent_ranges
+from quant_core.features import get_feature_set
 from quant_core.ingest import GateOutcome
-from quant_core.lake import WriteResult, describe
+from quant_core.labels import get_label
+from quant_core.lake import Lake, WriteResult, describe
 from quant_core.reporting import markdown_table
 from quant_core.settings import load_settings
 from tasks.bars import extract_bars, store_bars, validate_bars
+from tasks.features import compute_features, compute_labels
 
 ARTIFACT_KEY = "ingest-report"
 
 
-def _report(source: str, start: date, end: date, gate: GateOutcome, written: WriteResult, lake: dict[str, object]) -> str:
+def _report(
+    source: str, start: date, end: date, gate: GateOutcome, written: WriteResult, lake: dict[str, object],
+    updates: list[StoreUpdate],
+) -> str:
     docs = f"[Data Docs]({gate.docs_uri})" if gate.docs_uri else "none"
     rows = [
         ("source", source),
@@ -31,6 +39,8 @@ def _report(source: str, start: date, end: date, gate: GateOutcome, written: Wri
         ("lake bars", f"{lake['rows']} rows, {lake['symbols']} symbols, {lake['first_date']} .. {lake['last_date']}"),
     ]
     text = f"# Ingest {start} .. {end}\n\n" + markdown_table(["", ""], rows)
+    if updates:
+        text += "\n\n## Features and labels\n\n" + updates_table(updates)
     if gate.warnings:
         text += "\n\n## Warnings\n\n" + "\n".join(f"- {w}" for w in gate.warnings)
     return text
@@ -46,9 +56,14 @@ def business_date() -> date:
 
 @flow(name="ingest", flow_run_name="ingest {start}..{end}", log_prints=False)
 def ingest(
-    source: str | None = None, start: date | None = None, end: date | None = None, lake_uri: str | None = None
+    source: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    lake_uri: str | None = None,
+    feature_set: str | None = "alpha158",
+    labels: tuple[str, ...] = ("LABEL0",),
 ) -> dict[str, object]:
-    """Extract bars of [start, end] from a source, validate them and store them in the lake."""
+    """Extract, validate and store bars of [start, end]; then update the features and labels they touch."""
     if start is None or end is None:
         # the flow boundary is the one place where "no dates" becomes the run's business date
         day = business_date()
@@ -67,10 +82,18 @@ def ingest(
         )
         raise
     written = store_bars(bars, start, end, lake)
-    from quant_core.lake import Lake
-
-    summary = describe(Lake.from_settings(settings).bars.manifest())
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(spec, start, end, gate, written, summary),
+    store = Lake.from_settings(settings)
+    updates: list[StoreUpdate] = []
+    if feature_set and gate.rows:
+        # bars of [start, end] influence features up to hist_ref days later and labels up to
+        # lookahead days earlier: recompute exactly those (the new days, for a daily increment)
+        fs = get_feature_set(feature_set)
+        lookahead = max((get_label(label).lookahead for label in labels), default=0)
+        (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(store.calendar(), start, end, fs.hist_ref, lookahead)
+        updates.append(compute_features(feature_set, f_lo, f_hi, lake))
+        updates += [compute_labels(label, l_lo, l_hi, lake) for label in labels]
+    summary = describe(store.bars.manifest())
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(spec, start, end, gate, written, summary, updates),
                              description=f"ingest {start}..{end}")
     logger.info("ingest %s..%s done: %d rows stored", start, end, written.rows)
     return {
@@ -84,4 +107,5 @@ def ingest(
         "report_uri": gate.report_uri,
         "docs_uri": gate.docs_uri,
         "lake": summary,
+        "features": [update_summary(u) for u in updates],
     }

@@ -58,12 +58,34 @@ def test_ingest_synthetic_then_again_is_idempotent(base_lake: Path) -> None:
     assert len(reports) == 2 and list((base_lake / "reports").rglob("index.html"))
 
 
-def test_daily_increment_appends_one_day(base_lake: Path) -> None:
-    code, out = cli("ingest", "--source", SYN, "--start", "2021-03-01", "--end", "2021-03-01", "--lake", str(base_lake))
-    assert code == 0, out
+def test_daily_increment_appends_one_day_with_its_features(base_lake: Path, tmp_path: Path) -> None:
+    summary = cli_json("ingest", "--source", SYN, "--start", "2021-03-01", "--end", "2021-03-01", "--lake", str(base_lake))
     lake = Lake(str(base_lake))
     assert lake.calendar().last == date(2021, 3, 1)
-    assert len(lake.read_bars("2021-03-01", "2021-03-01")) > 0
+    n = len(lake.read_bars("2021-03-01", "2021-03-01"))
+    feats, labels = summary["features"]  # type: ignore[misc]
+    # only the new day's features are computed; the new day reveals LABEL0 of two days before
+    assert (feats["start"], feats["end"], feats["rows"]) == ("2021-03-01", "2021-03-01", n)
+    assert labels["end"] == "2021-02-25"
+    # ... and they equal a one-pass recompute of the same lake from scratch
+    from quant_core.feature_store import update_features
+    from quant_core.features import get_feature_set
+
+    fresh = Lake(str(tmp_path / "fresh"))
+    fresh.write_bars(lake.read_bars(), "2021-01-01", "2021-03-01")
+    fs = get_feature_set("alpha158")
+    update_features(fresh, fs, "2021-01-01", "2021-03-01")
+    assert fresh.dataset("features/alpha158").read().equals(lake.dataset("features/alpha158").read())
+
+
+def test_features_command_recomputes_a_range(base_lake: Path) -> None:
+    summary = cli_json("features", "--start", "2021-02-01", "--end", "2021-02-28", "--lake", str(base_lake))
+    feats = summary["updates"][0]  # type: ignore[index]
+    assert feats["months_rewritten"] == []  # identical to what ingest stored
+    code, out = cli("features", "--start", "2022-01-01", "--end", "2022-01-31", "--lake", str(base_lake))
+    assert code == 1 and "no bars in 2022-01-01..2022-01-31" in out, out
+    code, out = cli("features", "--start", "2021-02-01", "--end", "2021-02-28", "--set", "alpha999", "--lake", str(base_lake))
+    assert code == 1 and "alpha999" in out, out
 
 
 def test_real_csi300_ingest_passes_validation(tmp_path: Path, csi300_path: Path, prefect_server: None) -> None:

@@ -1,0 +1,45 @@
+"""Flow ``features``: recompute a feature set and its labels for an explicit date range."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from quant_core.feature_store import StoreUpdate
+from quant_core.reporting import markdown_table
+from quant_core.settings import load_settings
+from tasks.features import compute_features, compute_labels
+
+ARTIFACT_KEY = "features-report"
+
+
+def updates_table(updates: list[StoreUpdate]) -> str:
+    rows = [
+        (u.dataset, u.start, u.end, u.buffer_start, u.rows, ", ".join(u.months) or "unchanged", f"{u.seconds:.2f}",
+         u.note)
+        for u in updates
+    ]
+    return markdown_table(["dataset", "from", "to", "bars buffer from", "rows", "months rewritten", "seconds", "note"],
+                          rows)
+
+
+def update_summary(u: StoreUpdate) -> dict[str, object]:
+    return {"dataset": u.dataset, "start": u.start.isoformat() if u.start else None,
+            "end": u.end.isoformat() if u.end else None, "rows": u.rows, "months_rewritten": list(u.months),
+            "note": u.note}
+
+
+@flow(name="features", flow_run_name="features {feature_set} {start}..{end}")
+def features(
+    start: date, end: date, feature_set: str = "alpha158", labels: tuple[str, ...] = ("LABEL0",),
+    lake_uri: str | None = None,
+) -> dict[str, object]:
+    """Recompute features (from the hist_ref buffer) and observable labels for [start, end]."""
+    lake = load_settings(lake_uri=lake_uri).lake_uri
+    updates = [compute_features(feature_set, start, end, lake)]
+    updates += [compute_labels(label, start, end, lake) for label in labels]
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Features {start} .. {end}\n\n" + updates_table(updates),
+                             description=f"features {feature_set} {start}..{end}")
+    return {"start": start.isoformat(), "end": end.isoformat(), "updates": [update_summary(u) for u in updates]}
