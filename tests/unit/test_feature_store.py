@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 
 from quant_core.errors import CalendarError
-from quant_core.feature_store import dependent_ranges, feature_dataset, label_dataset, update_features, update_labels
+from quant_core.feature_store import (
+    dependent_ranges,
+    feature_dataset,
+    label_dataset,
+    update_features,
+    update_labels,
+)
 from quant_core.features import FeatureInputError, FeatureSetError, get_feature_set
 from quant_core.labels import LABEL0, get_label
 from quant_core.lake import Lake
