@@ -68,7 +68,9 @@ def read_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     df = lake.read_bars()
     t1 = time.perf_counter()
     syms = sorted(df["symbol"].unique())[:10]
-    small = lake.read_bars(date(2018, 6, 1), date(2018, 6, 30), symbols=syms, columns=["date", "symbol", "close"])
+    mid = lake.calendar()[len(lake.calendar()) // 2]
+    month = (mid.replace(day=1), mid.replace(day=28))
+    small = lake.read_bars(*month, symbols=syms, columns=["date", "symbol", "close"])
     t2 = time.perf_counter()
     return {"rows": len(df), "full_read_s": t1 - t0, "month_10_symbols_s": t2 - t1, "small_rows": len(small),
             "total_s": t2 - t0}
@@ -94,9 +96,109 @@ def daily_ingest(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"rows": len(bars), "total_s": time.perf_counter() - t0}
 
 
+def _ingest_fast(spec: str, start: date, end: date, lake_dir: Path) -> None:
+    """Bars straight into a lake (no validation): setup for the feature cases."""
+    from quant_core.ingest import extract
+    from quant_core.lake import Lake
+    from quant_core.settings import load_settings
+
+    settings = load_settings(lake_uri=str(lake_dir), source=spec)
+    Lake.from_settings(settings).write_bars(extract(spec, start, end, settings), start, end)
+
+
+@case
+def features_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Alpha158 + LABEL0 full recompute over the ingest_full lake: read bars, compute, write."""
+    from quant_core.feature_store import update_features, update_labels
+    from quant_core.features import compute_features, get_feature_set
+    from quant_core.labels import LABEL0
+    from quant_core.lake import Lake
+
+    lake = Lake(str(work / "lake"))
+    fs = get_feature_set("alpha158")
+    cal = lake.calendar()
+    # compile/load the numba kernels outside the timing (cached on disk after the first run)
+    compute_features(lake.read_bars(cal[0], cal[5]), fs)
+    t0 = time.perf_counter()
+    bars = lake.read_bars()
+    t1 = time.perf_counter()
+    feats = compute_features(bars, fs, first_dates=lake.bars.first_dates())
+    t2 = time.perf_counter()
+    del feats
+    up = update_features(lake, fs, cal.first, cal.last)
+    t3 = time.perf_counter()
+    labels = update_labels(lake, LABEL0, cal.first, cal.last)
+    t4 = time.perf_counter()
+    bars.to_parquet(work / "bars.parquet", index=False)  # Qlib's input, same data
+    return {"rows": up.rows, "read_bars_s": t1 - t0, "compute_s": t2 - t1, "total_s": t3 - t2,
+            "labels_s": t4 - t3, "label_rows": labels.rows}
+
+
+def _daily_increment(lake_dir: Path, repeats: int = 7) -> dict[str, Any]:
+    """Median time to compute and store the last day's features (buffer read + compute + write)."""
+    import statistics
+
+    import pyarrow as pa
+
+    from quant_core.feature_store import feature_dataset, update_features
+    from quant_core.features import get_feature_set
+    from quant_core.lake import Lake
+
+    lake = Lake(str(lake_dir))
+    fs = get_feature_set("alpha158")
+    cal = lake.calendar()
+    last = cal.last
+    ds = feature_dataset(lake, fs)
+    if not ds.exists():
+        update_features(lake, fs, cal.first, cal.last)
+    schema = ds.schema
+    assert schema is not None
+    times = []
+    for _ in range(repeats):
+        ds.write(pa.Table.from_pylist([], schema=schema), last, last)  # the day is new again
+        t0 = time.perf_counter()
+        up = update_features(lake, fs, last, last)
+        times.append(time.perf_counter() - t0)
+        assert up.rows > 0 and up.months
+    return {"rows": up.rows, "total_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "history_days": len(cal)}
+
+
+@case
+def features_daily_10y(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """One new day for every symbol on 10 years of history."""
+    return _daily_increment(work / "lake")
+
+
+@case
+def features_daily_5y(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The same increment on 5 years of history (history length must not matter)."""
+    spec, _start, end = _spec(a)
+    start5 = date(end.year - 4, 1, 1)
+    lake5 = work / "lake5"
+    if not lake5.exists():
+        _ingest_fast(spec, start5, end, lake5)
+    return _daily_increment(lake5)
+
+
+@case
+def qlib_alpha158(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Qlib 0.9.7's own Alpha158 handler on the same bars (in .venv-qlib)."""
+    peer = ROOT / ".venv-qlib" / "bin" / "python"
+    if not peer.exists():
+        raise SystemExit("run benchmarks/setup_qlib.sh first (pyqlib in .venv-qlib)")
+    proc = subprocess.run([str(peer), str(ROOT / "benchmarks" / "qlib_peer.py"), "--bars", str(work / "bars.parquet"),
+                           "--work", str(work)], capture_output=True, text=True)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise SystemExit("qlib peer failed:\n" + proc.stdout[-2000:] + proc.stderr[-4000:])
+    result: dict[str, Any] = json.loads(line[-1][7:])
+    return result
+
+
 def _child(name: str, a: argparse.Namespace, work: Path) -> None:
     result = CASES[name](a, work)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print("RESULT " + json.dumps(result))
 
 
@@ -131,9 +233,19 @@ def main() -> None:
     (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"{'case':<16} {'rows':>10} {'total s':>9} {'peak MB':>9}  details")
     for name, r in results.items():
+        if not isinstance(r, dict):
+            continue
         extra = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
                           if k not in ("rows", "total_s", "peak_rss_mb"))
         print(f"{name:<16} {r.get('rows', ''):>10} {r['total_s']:>9.3f} {r['peak_rss_mb']:>9.0f}  {extra}")
+    if "features_full" in results and "qlib_alpha158" in results:
+        q, o = results["qlib_alpha158"]["total_s"], results["features_full"]
+        ratio, ratio_compute = q / o["total_s"], q / o["compute_s"]
+        print(f"Alpha158 full recompute: qonline (read + compute + write) is {ratio:.1f}x faster than Qlib's "
+              f"Alpha158 handler; compute alone {ratio_compute:.1f}x")
+        results["ratio_qlib_over_qonline_features"] = ratio
+        results["ratio_qlib_over_qonline_compute"] = ratio_compute
+        (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"JSON: {a.out / 'results.json'}")
 
 
