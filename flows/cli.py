@@ -107,6 +107,66 @@ def features(
     _print_summary(summary, json_output)
 
 
+@app.command("first-train")
+def first_train(
+    as_of: Annotated[datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="train every task up to this date")],
+    strategy: Annotated[str, typer.Option(help="strategy name")] = "lgb_alpha158",
+    dask_address: Annotated[str | None, typer.Option(help="train on an existing Dask scheduler")] = None,
+    dask: Annotated[bool, typer.Option("--dask", help="train on a local Dask process cluster")] = False,
+    workers: Annotated[int | None, typer.Option(help="parallel trainings (default: settings.max_workers)")] = None,
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Generate every rolling task of STRATEGY up to AS_OF and train them in parallel (MLflow)."""
+    _use_config(config)
+    from flows.first_train import first_train as flow_fn
+    from flows.first_train import task_runner
+    from quant_core.settings import load_settings
+
+    settings = _run(load_settings, lake_uri=lake)
+    runner = task_runner("dask" if dask else "threads", max_workers=workers or settings.max_workers,
+                         dask_address=dask_address)
+    summary = _run(flow_fn.with_options(task_runner=runner), as_of=as_of.date(), strategy=strategy, lake_uri=lake)
+    _print_summary(summary, json_output)
+
+
+models_app = typer.Typer(help="The model registry (MLflow).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    strategy: Annotated[str | None, typer.Option(help="one strategy (default: all configured)")] = None,
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="a JSON list of objects")] = False,
+) -> None:
+    """Every registered version: task id, segments, metrics, online."""
+    _use_config(config)
+    from quant_core.registry import ModelRegistry
+    from quant_core.settings import load_settings
+    from quant_core.strategy import load_strategies
+
+    settings = _run(load_settings, lake_uri=lake)
+    names = [strategy] if strategy else sorted(_run(load_strategies, settings.strategies))
+    registry = ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
+    _run(registry.check_reachable)
+    rows = [dict(m.to_dict(), strategy=name) for name in names for m in _run(registry.list, name)]
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no registered models")
+        return
+    typer.echo(f"{'strategy':<16} {'ver':>4} {'task':<17} {'test':<23} {'valid rIC':>9} {'online':>6}")
+    for r in rows:
+        test = r["segments"].get("test", [None, None])
+        ric = r["metrics"].get("valid_rank_ic", float("nan"))
+        typer.echo(f"{r['strategy']:<16} {r['version']:>4} {r['task_id']:<17} {test[0]}..{test[1] or '':<11} "
+                   f"{ric:>9.4f} {'yes' if r['online'] else '':>6}")
+
+
 @app.command()
 def demo(
     lake: LakeOpt = None,

@@ -20,6 +20,9 @@ PROCESS_ENVIRONMENT: dict[str, str] = {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "quant_core",
     # quant_core also runs outside flow runs (CLI helpers, tests): no warning per log record
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # an unreachable tracking server should fail in seconds, not after minutes of retries
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="default: sqlite file beside the lake (local lakes) or in .qonline/"
     )
+    mlflow_artifact_uri: str | None = Field(
+        default=None, description="artifact root for new experiments (file:// or s3://); default beside the sqlite db"
+    )
     redis_url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db")
     source: str = Field(default=DEFAULT_SOURCE, description="source spec the daily routine extracts from")
     num_threads: int = Field(default=1, ge=1, description="LightGBM threads per model")

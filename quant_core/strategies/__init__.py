@@ -1,0 +1,1 @@
+"""Strategy definitions shipped with qonline (YAML)."""
