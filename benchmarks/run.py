@@ -196,6 +196,56 @@ def qlib_alpha158(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     return result
 
 
+def _train(a: argparse.Namespace, work: Path, workers: int) -> dict[str, Any]:
+    """first_train of the default strategy (Qlib's parameters) on the ingest_full lake, as a Prefect flow.
+
+    Step 20 over the last 2 years gives ~25 tasks of ~1M rows each; to fit a session, the first
+    ``--train-tasks`` test windows are trained (same tasks in the sequential and parallel runs).
+    """
+    from prefect import flow
+
+    from flows.first_train import first_train, task_runner
+    from quant_core.lake import Lake
+    from quant_core.strategy import get_strategy
+
+    lake_dir = work / "lake"
+    cal = Lake(str(lake_dir)).calendar()
+    all_tasks = get_strategy("lgb_alpha158").tasks(cal, cal.last)
+    as_of = all_tasks[min(a.train_tasks, len(all_tasks)) - 1].segments.test.start
+    os.environ["QONLINE_MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow-{workers}.db"
+    os.environ["QONLINE_MLFLOW_ARTIFACT_URI"] = (work / f"mlartifacts-{workers}").as_uri()
+
+    @flow
+    def warm_up() -> None:  # start Prefect's ephemeral API outside the timing
+        return None
+
+    warm_up()
+    t0 = time.perf_counter()
+    summary = first_train.with_options(task_runner=task_runner("threads", max_workers=workers))(
+        as_of=as_of, strategy="lgb_alpha158", lake_uri=str(lake_dir))
+    total = time.perf_counter() - t0
+    from quant_core.registry import ModelRegistry
+
+    reg = ModelRegistry(os.environ["QONLINE_MLFLOW_TRACKING_URI"])
+    fits = [m.metrics.get("fit_seconds", 0.0) for m in reg.list("lgb_alpha158")]
+    rows = [m.metrics.get("train_rows", 0.0) for m in reg.list("lgb_alpha158")]
+    return {"tasks": summary["tasks"], "total_s": total, "per_task_s": total / max(1, int(summary["tasks"])),
+            "fit_predict_s_sum": sum(fits), "workers": workers, "all_tasks_2y_step20": len(all_tasks),
+            "train_rows_max": max(rows) if rows else 0}
+
+
+@case
+def train_sequential(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Rolling training, one model at a time (1 LightGBM thread)."""
+    return _train(a, work, 1)
+
+
+@case
+def train_parallel(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The same tasks, 2 workers x 1 LightGBM thread (threads task runner)."""
+    return _train(a, work, 2)
+
+
 def _child(name: str, a: argparse.Namespace, work: Path) -> None:
     result = CASES[name](a, work)
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -207,6 +257,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--symbols", type=int, default=500)
     ap.add_argument("--years", type=int, default=10)
+    ap.add_argument("--train-tasks", type=int, default=4, help="rolling tasks trained by the training cases")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--child", default=None)
@@ -219,7 +270,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in names:
         cmd = [sys.executable, "-m", "benchmarks.run", "--child", name, "--work", str(work),
-               "--symbols", str(a.symbols), "--years", str(a.years)]
+               "--symbols", str(a.symbols), "--years", str(a.years), "--train-tasks", str(a.train_tasks)]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
@@ -245,6 +296,14 @@ def main() -> None:
               f"Alpha158 handler; compute alone {ratio_compute:.1f}x")
         results["ratio_qlib_over_qonline_features"] = ratio
         results["ratio_qlib_over_qonline_compute"] = ratio_compute
+        (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    if "train_sequential" in results and "train_parallel" in results:
+        seq, par = results["train_sequential"], results["train_parallel"]
+        speedup = seq["total_s"] / par["total_s"]
+        overhead = 1 - seq["fit_predict_s_sum"] / seq["total_s"]
+        print(f"training: parallel speed-up {speedup:.2f}x; orchestration overhead (sequential run, everything "
+              f"but LightGBM fit+predict) {overhead:.1%}")
+        results["train_speedup"], results["train_overhead_share"] = speedup, overhead
         (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"JSON: {a.out / 'results.json'}")
 
