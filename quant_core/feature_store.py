@@ -73,7 +73,13 @@ def _trading_days(lake: Lake, start: date | str, end: date | str) -> tuple[Tradi
 
 
 def update_features(
-    lake: Lake, feature_set: FeatureSet, start: date | str, end: date | str, *, require_full_history: bool = False
+    lake: Lake,
+    feature_set: FeatureSet,
+    start: date | str,
+    end: date | str,
+    *,
+    require_full_history: bool = False,
+    threads: int | None = None,
 ) -> StoreUpdate:
     """Compute ``feature_set`` for every bar dated in ``[start, end]`` and replace that range.
 
@@ -97,7 +103,8 @@ def update_features(
     buffer_start = cal[max(0, i - feature_set.hist_ref)]
     columns = ["date", "symbol", "factor", *sorted(f for f in feature_set.fields if f != "factor")]
     bars = lake.read_bars(buffer_start, hi, columns=columns)
-    feats = compute_features(bars, feature_set, start=lo, end=hi, first_dates=lake.bars.first_dates())
+    feats = compute_features(bars, feature_set, start=lo, end=hi, first_dates=lake.bars.first_dates(),
+                             threads=threads)
     res = feature_dataset(lake, feature_set).write(_frame_to_table(feats), to_date(start), to_date(end))
     out = StoreUpdate(res.dataset, lo, hi, buffer_start, res.rows, res.dates, res.months, time.perf_counter() - t0)
     logger.info("features %s: %s..%s from buffer %s, %d rows in %.2fs", feature_set.name, lo, hi,

@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import posixpath
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
 _READ_RETRIES = 3
+_MANIFEST_READS = 6
 
 
 @dataclass(frozen=True)
@@ -193,12 +195,29 @@ class Dataset:
         except OSError as exc:
             raise LakeError(f"lake dataset {self.uri}: cannot read {MANIFEST}: {exc}") from exc
 
+    def _load_manifest(self) -> tuple[bytes | None, Manifest]:
+        """The manifest's bytes and parsed form, retrying a torn read.
+
+        Some S3-compatible stores (SeaweedFS, measured in tests/integration/test_s3_lake.py) can serve
+        a partly written object while it is being overwritten. Data files are immutable, so only the
+        manifest can be torn; a truncated read fails to parse and is simply read again.
+        """
+        last: LakeError | None = None
+        for attempt in range(_MANIFEST_READS):
+            data = self._read_manifest_bytes()
+            if data is None:
+                return None, Manifest()
+            try:
+                return data, Manifest.from_bytes(data, f"lake dataset {self.uri}")
+            except LakeError as exc:
+                last = exc
+                time.sleep(0.02 * (attempt + 1))
+        assert last is not None
+        raise last
+
     def manifest(self) -> Manifest:
         """The dataset's current manifest (empty if nothing was written yet)."""
-        data = self._read_manifest_bytes()
-        if data is None:
-            return Manifest()
-        return Manifest.from_bytes(data, f"lake dataset {self.uri}")
+        return self._load_manifest()[1]
 
     def exists(self) -> bool:
         return bool(self.manifest().partitions)
@@ -325,8 +344,7 @@ class Dataset:
         if lo > hi:
             raise LakeError(f"lake dataset {self.uri}: write range start {lo} is after its end {hi}")
         table = _normalise_table(table)
-        raw = self._read_manifest_bytes()
-        manifest = Manifest.from_bytes(raw, self.uri) if raw is not None else Manifest()
+        raw, manifest = self._load_manifest()
         old_schema = manifest.schema
         if old_schema is not None and manifest.partitions and not old_schema.equals(table.schema):
             raise LakeError(

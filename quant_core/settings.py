@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db")
     source: str = Field(default=DEFAULT_SOURCE, description="source spec the daily routine extracts from")
     num_threads: int = Field(default=1, ge=1, description="LightGBM threads per model")
+    feature_threads: int | None = Field(
+        default=None, ge=1, description="threads of the feature kernels (default: every CPU; results identical)"
+    )
     max_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_abs_log_return: float = Field(default=2.0, gt=0, description="validation: |log adjusted return| bound")
     row_count_tolerance: float = Field(default=0.25, ge=0, lt=1, description="validation: rows per date")

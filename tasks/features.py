@@ -22,8 +22,9 @@ from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error
 @task(retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error, cache_policy=NO_CACHE)
 def compute_features(feature_set: str, start: date, end: date, lake_uri: str) -> StoreUpdate:
     """Recompute a feature set for [start, end] from the hist_ref buffer and store it."""
-    lake = Lake.from_settings(load_settings(lake_uri=lake_uri))
-    update = update_features(lake, get_feature_set(feature_set), start, end)
+    settings = load_settings(lake_uri=lake_uri)
+    lake = Lake.from_settings(settings)
+    update = update_features(lake, get_feature_set(feature_set), start, end, threads=settings.feature_threads)
     get_run_logger().info("features %s %s..%s: %d rows (buffer from %s)", feature_set, update.start, update.end,
                           update.rows, update.buffer_start)
     return update

@@ -16,6 +16,8 @@ Date semantics (shared with :mod:`quant_core.labels`):
 from __future__ import annotations
 
 import logging
+import mmap
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,7 +30,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from quant_core.errors import QonlineError
-from quant_core.features.expressions import Expr, Value
+from quant_core.features import kernels
+from quant_core.features.expressions import Expr, Value, evaluate_fused
 from quant_core.features.feature_set import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,18 @@ Precision: TypeAlias = Literal["qlib", "float64"]
 PRECISIONS: tuple[str, ...] = ("qlib", "float64")
 
 DateLike: TypeAlias = date | datetime | str | np.datetime64 | pd.Timestamp
+
+def feature_threads(threads: int | None = None) -> int:
+    """The thread count for the kernels: ``threads`` if given (settings.feature_threads upstream),
+    else the number of CPUs available to this process. Results are bit-identical for any count."""
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            threads = os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise FeatureInputError(f"threads must be an integer >= 1, got {threads!r}")
+    return threads
 
 
 class FeatureInputError(QonlineError, ValueError):
@@ -90,7 +105,9 @@ def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
     day = day_codes.astype(np.int64)
     sym = sym_codes.astype(np.int64)
     key = sym * len(calendar) + day
-    if len(np.unique(key)) != len(key):
+    seen = np.zeros(len(symbols) * len(calendar), dtype=np.bool_)
+    seen[key] = True
+    if np.count_nonzero(seen) != len(key):
         dup = pd.Series(key).duplicated().to_numpy()
         row = int(np.flatnonzero(dup)[0])
         raise FeatureInputError(
@@ -167,6 +184,7 @@ class Panel:
         self._left: Counter[Expr] = Counter()
         self._uses: Counter[Expr] = Counter()
         self._need: dict[Expr, int] = {}
+        self._fused: dict[Expr, tuple[Expr, ...]] = {}
 
     @property
     def exists(self) -> npt.NDArray[np.bool_]:
@@ -202,12 +220,29 @@ class Panel:
             need = self._need[node] - node.own_lookback
             for child in node.children:
                 self._need[child] = min(self._need.get(child, need), need)
+        groups: dict[tuple[object, ...], list[Expr]] = {}
+        for node in order:
+            key = node.fusion_key
+            if key is not None and node not in self._fused:
+                groups.setdefault(key, []).append(node)
+        for group in groups.values():
+            if len(group) > 1:
+                for node in group:
+                    self._fused[node] = tuple(group)
 
     def needed_from(self, expr: Expr) -> int:
         return max(self._need.get(expr, 0), 0)
 
     def value(self, expr: Expr) -> Value:
         if expr in self._cache:
+            value = self._cache[expr]
+        elif expr in self._fused:
+            # one kernel call for the whole group: the others wait in the cache for their turn
+            group = self._fused.pop(expr)
+            for node, node_value in zip(group, evaluate_fused(self, group), strict=True):
+                self._fused.pop(node, None)
+                self._cache[node] = node_value
+                self._left[node] = self._uses[node]
             value = self._cache[expr]
         else:
             value = expr.evaluate(self)
@@ -308,8 +343,9 @@ def plan_panel(
         arr[ps, pt] = values
         arrays[field] = arr.astype(np.float32) if precision == "qlib" else arr
 
-    order = np.lexsort((idx.sym[out_rows], idx.day[out_rows]))
-    out_rows = out_rows[order]
+    out_key = idx.day[out_rows] * len(idx.symbols) + idx.sym[out_rows]
+    if len(out_key) > 1 and not bool(np.all(out_key[1:] > out_key[:-1])):  # bars are usually sorted
+        out_rows = out_rows[np.argsort(out_key, kind="stable")]
     out_day = idx.day[out_rows]
     out_sym = idx.sym[out_rows]
     flat = remap[out_sym] * n_days + (out_day - c0)
@@ -318,18 +354,46 @@ def plan_panel(
     return PanelPlan(panel, out_day, out_sym, flat, first_day, idx.calendar, idx.symbols)
 
 
-def evaluate_plan(plan: PanelPlan, names: Sequence[str], expressions: Sequence[Expr]) -> pd.DataFrame:
-    """Evaluate ``expressions`` on a planned panel: ``[date, symbol, *names]``, float32."""
+#: Output blocks at least this large are mapped with transparent huge pages where the OS offers
+#: them: writing a fresh 750 MB block page by page costs more than computing some features.
+_HUGE_PAGE_MIN_BYTES = 64 << 20
+
+
+def _output_block(n_rows: int, n_cols: int) -> npt.NDArray[np.float32]:
+    """An uninitialised ``(n_rows, n_cols)`` float32 array in column-major order."""
+    nbytes = n_rows * n_cols * 4
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if nbytes >= _HUGE_PAGE_MIN_BYTES and advice is not None:
+        try:
+            buffer = mmap.mmap(-1, nbytes)
+            buffer.madvise(advice)
+        except (OSError, ValueError):  # pragma: no cover - no anonymous mappings / huge pages here
+            pass
+        else:
+            return np.ndarray((n_rows, n_cols), dtype=np.float32, buffer=buffer, order="F")
+    return np.empty((n_rows, n_cols), dtype=np.float32, order="F")
+
+
+def evaluate_plan(
+    plan: PanelPlan, names: Sequence[str], expressions: Sequence[Expr], *, threads: int | None = None
+) -> pd.DataFrame:
+    """Evaluate ``expressions`` on a planned panel: ``[date, symbol, *names]``, float32.
+
+    ``threads``: see :func:`feature_threads`; the result does not depend on it.
+    """
     panel = plan.panel
     panel.plan(expressions, plan.first_day)
     # column-major, so each feature is written contiguously and pandas takes the block as is
-    out = np.empty((len(plan.flat), len(names)), dtype=np.float32, order="F")
-    for j, expr in enumerate(expressions):
-        value = panel.value(expr)
-        if isinstance(value, np.ndarray):
-            out[:, j] = value.reshape(-1)[plan.flat]
-        else:  # a constant feature
-            out[:, j] = value
+    out = _output_block(len(plan.flat), len(names))
+    row = np.full(panel.exists.shape, -1, dtype=np.int64)  # output row of each panel cell
+    row.reshape(-1)[plan.flat] = np.arange(len(plan.flat))
+    with kernels.parallel(feature_threads(threads)):
+        for j, expr in enumerate(expressions):
+            value = panel.value(expr)
+            if isinstance(value, np.ndarray):
+                kernels.gather(value, row, plan.first_day, out[:, j])
+            else:  # a constant feature
+                out[:, j] = value
     frame = pd.DataFrame(out, columns=list(names), copy=False)
     frame.insert(0, "date", plan.calendar[plan.out_day].astype("datetime64[s]"))
     frame.insert(1, "symbol", plan.symbols[plan.out_sym])
@@ -344,6 +408,7 @@ def compute_features(
     end: DateLike | None = None,
     first_dates: Mapping[str, DateLike] | None = None,
     precision: Precision = "qlib",
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Compute a feature set for every bar whose date is in ``[start, end]``.
 
@@ -364,6 +429,9 @@ def compute_features(
             does and follows numpy's promotion in element-wise arithmetic, which reproduces Qlib's
             values to ~1e-7; ``"float64"`` keeps the inputs in float64. Windows are always
             reduced in float64. See ``docs/features.md``.
+        threads: threads for the rolling kernels (symbols are split between them); default
+            every CPU available (the settings' ``feature_threads`` upstream). The result is bit-identical
+            for any count.
 
     Returns:
         ``[date, symbol, *feature_set.names]``: one row per input bar dated in ``[start, end]``,
@@ -387,7 +455,7 @@ def compute_features(
         precision=precision,
         source=f"features/{feature_set.name}",
     )
-    frame = evaluate_plan(plan, feature_set.names, feature_set.expressions)
+    frame = evaluate_plan(plan, feature_set.names, feature_set.expressions, threads=threads)
     log.debug(
         "computed %d features x %d rows (%s) in %.2fs",
         len(feature_set),

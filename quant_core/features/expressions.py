@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeAlias
 
@@ -125,6 +125,12 @@ class Expr(ABC):
         return 0
 
     @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        """Nodes with the same key are computed together by :func:`evaluate_fused` (one kernel
+        call, each value bit-identical to the node's own :meth:`evaluate`); ``None``: alone."""
+        return None
+
+    @property
     def left_lookback(self) -> int:
         """Trading days before ``t`` whose inputs the value at ``t`` may depend on.
 
@@ -201,8 +207,13 @@ def _as_array(ctx: EvalContext, value: Value) -> npt.NDArray[Any]:
     return np.where(ctx.exists, float(value), np.nan)
 
 
-def _as_float64(ctx: EvalContext, value: Value) -> FloatPanel:
-    return np.ascontiguousarray(_as_array(ctx, value), dtype=np.float64)
+def _kernel_input(ctx: EvalContext, value: Value) -> npt.NDArray[Any]:
+    """``value`` as a C-contiguous float32 or float64 panel for a kernel (the kernels widen float32
+    to float64 as they read it, exactly as ``astype(float64)`` would, without the copy)."""
+    array = _as_array(ctx, value)
+    if array.dtype in (np.float32, np.float64):
+        return np.ascontiguousarray(array)
+    return np.ascontiguousarray(array, dtype=np.float64)
 
 
 # -- leaves ------------------------------------------------------------------------------------------
@@ -283,7 +294,7 @@ class Abs(_Unary):
     op_name: ClassVar[str] = "Abs"
 
     def evaluate(self, ctx: EvalContext) -> Value:
-        return np.abs(ctx.value(self.x))
+        return kernels.elementwise(np.abs, ctx.value(self.x))
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +305,7 @@ class Log(_Unary):
 
     def evaluate(self, ctx: EvalContext) -> Value:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(ctx.value(self.x))
+            return kernels.elementwise(np.log, ctx.value(self.x))
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +315,7 @@ class Neg(_Unary):
     op_name: ClassVar[str] = "Neg"
 
     def evaluate(self, ctx: EvalContext) -> Value:
-        return np.negative(ctx.value(self.x))
+        return kernels.elementwise(np.negative, ctx.value(self.x))
 
     def __str__(self) -> str:
         return f"(-{self.x})"
@@ -331,7 +342,7 @@ class _Binary(Expr):
     def evaluate(self, ctx: EvalContext) -> Value:
         a, b = ctx.value(self.left), ctx.value(self.right)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return self.ufunc(a, b)  # type: ignore[no-any-return]
+            return kernels.elementwise(self.ufunc, a, b)
 
     def __str__(self) -> str:
         if self.infix:
@@ -495,9 +506,9 @@ class _Rolling(Expr):
         return self.n - 1
 
     def evaluate(self, ctx: EvalContext) -> Value:
-        return self._kernel(ctx, _as_float64(ctx, ctx.value(self.x)))
+        return self._kernel(ctx, _kernel_input(ctx, ctx.value(self.x)))
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         raise NotImplementedError
 
     def __str__(self) -> str:
@@ -510,7 +521,11 @@ class Mean(_Rolling):
 
     op_name: ClassVar[str] = "Mean"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return ("moments", self.x, self.n)
+
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_mean(x, self.n, ctx.needed_from(self))
 
 
@@ -520,7 +535,11 @@ class Sum(_Rolling):
 
     op_name: ClassVar[str] = "Sum"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return ("moments", self.x, self.n)
+
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_sum(x, self.n, ctx.needed_from(self))
 
 
@@ -530,7 +549,11 @@ class Std(_Rolling):
 
     op_name: ClassVar[str] = "Std"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return ("moments", self.x, self.n)
+
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_std(x, self.n, ctx.needed_from(self))
 
 
@@ -540,7 +563,7 @@ class Max(_Rolling):
 
     op_name: ClassVar[str] = "Max"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_max(x, self.n, ctx.needed_from(self))
 
 
@@ -550,7 +573,7 @@ class Min(_Rolling):
 
     op_name: ClassVar[str] = "Min"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_min(x, self.n, ctx.needed_from(self))
 
 
@@ -561,7 +584,7 @@ class Rank(_Rolling):
 
     op_name: ClassVar[str] = "Rank"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_rank(x, self.n, ctx.needed_from(self))
 
 
@@ -571,7 +594,11 @@ class Slope(_Rolling):
 
     op_name: ClassVar[str] = "Slope"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return ("ols", self.x, self.n)
+
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_slope(x, self.n, ctx.needed_from(self))
 
 
@@ -581,7 +608,11 @@ class Rsquare(_Rolling):
 
     op_name: ClassVar[str] = "Rsquare"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return ("ols", self.x, self.n)
+
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_rsquare(x, self.n, ctx.needed_from(self))
 
 
@@ -591,7 +622,11 @@ class Resi(_Rolling):
 
     op_name: ClassVar[str] = "Resi"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return ("ols", self.x, self.n)
+
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_resi(x, self.n, ctx.needed_from(self))
 
 
@@ -606,7 +641,7 @@ class IdxMax(_Rolling):
 
     op_name: ClassVar[str] = "IdxMax"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_idxmax(x, self.n, ctx.start, ctx.needed_from(self))
 
 
@@ -616,7 +651,7 @@ class IdxMin(_Rolling):
 
     op_name: ClassVar[str] = "IdxMin"
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_idxmin(x, self.n, ctx.start, ctx.needed_from(self))
 
 
@@ -633,7 +668,11 @@ class Quantile(_Rolling):
             raise FeatureSetError(f"Quantile: q must be a number in [0, 1], got {self.q!r}")
         object.__setattr__(self, "q", float(self.q))
 
-    def _kernel(self, ctx: EvalContext, x: FloatPanel) -> FloatPanel:
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return ("quantile", self.x, self.n)
+
+    def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_quantile(x, self.n, self.q, ctx.needed_from(self))
 
     def __str__(self) -> str:
@@ -664,12 +703,46 @@ class Corr(Expr):
         return self.n - 1
 
     def evaluate(self, ctx: EvalContext) -> Value:
-        a = _as_float64(ctx, ctx.value(self.left))
-        b = _as_float64(ctx, ctx.value(self.right))
+        a = _kernel_input(ctx, ctx.value(self.left))
+        b = _kernel_input(ctx, ctx.value(self.right))
         return kernels.rolling_corr(a, b, self.n, ctx.needed_from(self))
 
     def __str__(self) -> str:
         return f"Corr({self.left}, {self.right}, {self.n})"
+
+
+def evaluate_fused(ctx: EvalContext, nodes: Sequence[Expr]) -> list[Value]:
+    """The values of ``nodes``, which share a :attr:`Expr.fusion_key`, from one kernel call.
+
+    ``Mean``/``Sum``/``Std`` of one input and window share their first pass, ``Slope``/
+    ``Rsquare``/``Resi`` all their sums, quantiles of one window their sorted window. Every value
+    is computed by the same floating-point operations as the node alone. Days are computed from
+    the earliest day any of the nodes is needed (a day's value does not depend on that).
+    """
+    keys = {node.fusion_key for node in nodes}
+    if len(keys) != 1 or None in keys:
+        raise ValueError(f"cannot fuse {[str(node) for node in nodes]}: their fusion keys differ")
+    rolling = [node for node in nodes if isinstance(node, _Rolling)]
+    if len(rolling) != len(nodes):  # pragma: no cover - every fusing node is a _Rolling
+        raise ValueError("only rolling operators fuse")
+    # one use of the input per node, as if each node had been evaluated alone
+    inputs = [ctx.value(node.x) for node in rolling]
+    x = _kernel_input(ctx, inputs[0])
+    n = rolling[0].n
+    t0 = min(ctx.needed_from(node) for node in rolling)
+    kind = keys.pop()[0]  # type: ignore[index]
+    if kind == "moments":
+        moments = kernels.rolling_moments(x, n, t0, std=any(isinstance(node, Std) for node in rolling))
+        slot: dict[type[Expr], int] = {Sum: 0, Mean: 1, Std: 2}
+        return [moments[slot[type(node)]] for node in rolling]
+    if kind == "ols":
+        fit = kernels.rolling_ols(x, n, t0, rsquare=any(isinstance(node, Rsquare) for node in rolling))
+        slot = {Slope: 0, Rsquare: 1, Resi: 2}
+        return [fit[slot[type(node)]] for node in rolling]
+    if kind == "quantile":
+        qs = [node.q for node in rolling if isinstance(node, Quantile)]
+        return list(kernels.rolling_quantiles(x, n, qs, t0))
+    raise ValueError(f"unknown fusion kind {kind!r}")  # pragma: no cover
 
 
 #: Operators by their name in Qlib's string syntax: ``name -> (class, arity kind)``.

@@ -10,12 +10,31 @@ does not depend on the order it was built in, so it has the same property.
 
 Conventions shared by all kernels:
 
-* input panels are ``float64``, C-contiguous, shape ``(n_symbols, n_dates)``: one row per series;
+* input panels are ``float64`` or ``float32`` (widened exactly to float64 as they are read),
+  C-contiguous, shape ``(n_symbols, n_dates)``: one row per series; outputs are ``float64``;
 * NaN is "no observation": skipped by every reduction, like pandas' ``min_periods=1`` windows;
   the days before a series' first bar are NaN too, which makes windows partial there;
 * a window with no observation gives NaN;
 * ``t0``: only days ``t >= t0`` are computed, earlier ones are NaN (the engine asks each node
   only for the days its consumers need; a day's value does not depend on ``t0``).
+
+How the kernels are fast without changing a bit:
+
+* **Many windows at once.** A series is copied once into a padded buffer (``n - 1`` empty days in
+  front, NaN replaced by ``0.0`` plus an "observed" flag). The window sums are then accumulated
+  for a block of consecutive days together: for ``j = 0 .. n-1`` every day ``t`` of the block adds
+  its ``j``-th oldest value. Each window still sees exactly the additions of the plain loop, in
+  the same order (oldest first), so every rounding is the same; the days are independent, so the
+  compiler runs them in SIMD lanes. Adding ``0.0`` for a skipped day is an exact no-op: the
+  accumulators start at ``+0.0`` and a round-to-nearest sum can only become ``-0.0`` from two
+  ``-0.0`` operands, so ``acc + 0.0 == acc`` bit for bit (``inf`` and NaN stay what they are).
+* **Shared passes.** ``Mean``/``Sum``/``Std`` of the same input and window come from one kernel
+  call (:func:`rolling_moments`), as do ``Slope``/``Rsquare``/``Resi`` (:func:`rolling_ols`) and
+  several quantiles of one window (:func:`rolling_quantiles`): each output is computed by the
+  same operations as alone.
+* **Symbols in parallel.** Series are independent, so :func:`parallel` splits the symbols of
+  each kernel call over a few threads (the kernels release the GIL). Each series is computed by
+  exactly the same code whatever thread runs it.
 
 The jitted functions are cached on disk (``cache=True``), so the compilation (a few seconds for all
 kernels) happens once per machine and Python version, not once per process.
@@ -24,6 +43,10 @@ kernels) happens once per machine and Python version, not once per process.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, cast
 
 import numpy as np
@@ -32,144 +55,285 @@ from numba import njit
 
 FloatPanel = npt.NDArray[np.float64]
 IntVector = npt.NDArray[np.int64]
+#: A kernel input: float64, or float32 (widened exactly to float64 as it is read, no copy).
+InPanel = npt.NDArray[Any]
 
 #: Qlib sets Rsquare and Corr to NaN where the window's std is ``np.isclose(std, 0, atol=2e-5)``.
 NEAR_ZERO_STD = 2e-5
 
 _JIT: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-
-@njit(**_JIT)  # type: ignore[untyped-decorator]
-def _sum_mean(x: FloatPanel, n: int, mean: bool, t0: int) -> FloatPanel:
-    n_sym, n_t = x.shape
-    out = np.full((n_sym, n_t), np.nan)
-    for s in range(n_sym):
-        for t in range(max(t0, 0), n_t):
-            lo = max(t - n + 1, 0)
-            acc = 0.0
-            cnt = 0
-            for k in range(lo, t + 1):
-                v = x[s, k]
-                if not math.isnan(v):
-                    acc += v
-                    cnt += 1
-            if cnt == 0:
-                out[s, t] = np.nan
-            elif mean:
-                out[s, t] = acc / cnt
-            else:
-                out[s, t] = acc
-    return out
+#: Days accumulated together: the block's accumulators stay in L1.
+_BLOCK = 256
 
 
 @njit(**_JIT)  # type: ignore[untyped-decorator]
-def _std(x: FloatPanel, n: int, t0: int) -> FloatPanel:
-    n_sym, n_t = x.shape
-    out = np.full((n_sym, n_t), np.nan)
-    for s in range(n_sym):
-        for t in range(max(t0, 0), n_t):
-            lo = max(t - n + 1, 0)
-            acc = 0.0
-            cnt = 0
-            first = np.nan
-            same = True
-            for k in range(lo, t + 1):
-                v = x[s, k]
-                if not math.isnan(v):
-                    if cnt == 0:
-                        first = v
-                    elif v != first:
-                        same = False
-                    acc += v
-                    cnt += 1
-            if cnt < 2:
-                out[s, t] = np.nan
-            elif same:
-                out[s, t] = 0.0
-            else:
-                m = acc / cnt
-                ss = 0.0
-                for k in range(lo, t + 1):
-                    v = x[s, k]
-                    if not math.isnan(v):
-                        ss += (v - m) * (v - m)
-                out[s, t] = math.sqrt(ss / (cnt - 1))
-    return out
+def _load(row: FloatPanel, base: int, first: int, val: FloatPanel, ok: npt.NDArray[np.bool_]) -> None:
+    """``val[i], ok[i]`` = day ``base + i`` of ``row``: the value (``0.0`` when missing) and whether
+    it is observed. Days before ``first`` (and before the panel) are missing."""
+    for i in range(val.shape[0]):
+        k = base + i
+        v = row[k] if k >= first else np.nan
+        if math.isnan(v):
+            val[i] = 0.0
+            ok[i] = False
+        else:
+            val[i] = v
+            ok[i] = True
+
+
+# -- Sum / Mean / Std ------------------------------------------------------------------------------
+#
+# Layout of every windowed kernel: ``a`` is the first day computed, ``m`` the number of days
+# computed, ``val[i]`` (padded buffer) is day ``a - n + 1 + i``; the window of day ``a + i`` is
+# ``val[i : i + n]``. Days are processed in blocks of ``_BLOCK``: for each ``j`` the slice
+# ``val[i0 + j : i1 + j]`` holds the ``j``-th oldest value of the windows of days ``i0 .. i1-1``.
 
 
 @njit(**_JIT)  # type: ignore[untyped-decorator]
-def _extreme(x: FloatPanel, n: int, want_max: bool, t0: int) -> FloatPanel:
+def _moments(
+    x: FloatPanel,
+    n: int,
+    t0: int,
+    want_std: bool,
+    out_sum: FloatPanel,
+    out_mean: FloatPanel,
+    out_std: FloatPanel,
+) -> None:
+    """Sum, mean and (if ``want_std``) the sample std (ddof=1) of each window.
+
+    The std is two-pass: the mean as above, then the squared deviations from it, oldest first;
+    exactly 0 when every observation of the window is the same value (as pandas); NaN below two
+    observations.
+    """
     n_sym, n_t = x.shape
-    out = np.full((n_sym, n_t), np.nan)
+    a = min(max(t0, 0), n_t)
+    m = n_t - a
+    out_sum[:, :a] = np.nan
+    out_mean[:, :a] = np.nan
+    if want_std:
+        out_std[:, :a] = np.nan
+    if m == 0:
+        return
+    base = a - n + 1
+    val = np.empty(m + n - 1)
+    ok = np.empty(m + n - 1, dtype=np.bool_)
+    acc_b = np.empty(_BLOCK)
+    cnt_b = np.empty(_BLOCK)
+    hi_b = np.empty(_BLOCK)
+    lo_b = np.empty(_BLOCK)
+    mu_b = np.empty(_BLOCK)
+    ss_b = np.empty(_BLOCK)
     for s in range(n_sym):
-        for t in range(max(t0, 0), n_t):
-            lo = max(t - n + 1, 0)
-            best = np.nan
-            found = False
-            for k in range(lo, t + 1):
-                v = x[s, k]
-                if math.isnan(v):
-                    continue
-                if not found or (want_max and v > best) or (not want_max and v < best):
-                    best = v
-                    found = True
-            out[s, t] = best
-    return out
-
-
-@njit(**_JIT)  # type: ignore[untyped-decorator]
-def _idx_extreme(x: FloatPanel, n: int, start: IntVector, want_max: bool, t0: int) -> FloatPanel:
-    n_sym, n_t = x.shape
-    out = np.full((n_sym, n_t), np.nan)
-    for s in range(n_sym):
-        for t in range(max(t0, 0), n_t):
-            # the window starts n-1 days back, or at the series' first day if that is later
-            w0 = max(t - n + 1, start[s], 0)
-            best = np.nan
-            pos = -1
-            for k in range(w0, t + 1):
-                v = x[s, k]
-                if math.isnan(v):
-                    continue  # the fix: Qlib's argmax would return the first NaN
-                if pos < 0 or (want_max and v > best) or (not want_max and v < best):
-                    best = v
-                    pos = k
-            out[s, t] = np.nan if pos < 0 else float(pos - w0 + 1)
-    return out
-
-
-@njit(**_JIT)  # type: ignore[untyped-decorator]
-def _rank(x: FloatPanel, n: int, t0: int) -> FloatPanel:
-    n_sym, n_t = x.shape
-    out = np.full((n_sym, n_t), np.nan)
-    for s in range(n_sym):
-        for t in range(max(t0, 0), n_t):
-            last = x[s, t]
-            if math.isnan(last):
-                out[s, t] = np.nan
+        _load(x[s], base, 0, val, ok)
+        for i0 in range(0, m, _BLOCK):
+            i1 = min(i0 + _BLOCK, m)
+            nb = i1 - i0
+            acc = acc_b[:nb]
+            cnt = cnt_b[:nb]
+            acc[:] = 0.0
+            cnt[:] = 0.0
+            for j in range(n):
+                v = val[i0 + j : i1 + j]
+                o = ok[i0 + j : i1 + j]
+                for i in range(nb):
+                    acc[i] += v[i]
+                    cnt[i] += 1.0 if o[i] else 0.0
+            for i in range(nb):
+                c = cnt[i]
+                if c == 0.0:
+                    out_sum[s, a + i0 + i] = np.nan
+                    out_mean[s, a + i0 + i] = np.nan
+                else:
+                    out_sum[s, a + i0 + i] = acc[i]
+                    out_mean[s, a + i0 + i] = acc[i] / c
+            if not want_std:
                 continue
-            lo = max(t - n + 1, 0)
-            less = 0
-            equal = 0
-            cnt = 0
-            for k in range(lo, t + 1):
-                v = x[s, k]
-                if math.isnan(v):
-                    continue
-                cnt += 1
-                if v < last:
-                    less += 1
-                elif v == last:
-                    equal += 1
-            # average rank of the ties (1-based), as a fraction of the observations
-            out[s, t] = (less + 0.5 * (equal + 1)) / cnt
-    return out
+            hi = hi_b[:nb]
+            lo = lo_b[:nb]
+            mu = mu_b[:nb]
+            ss = ss_b[:nb]
+            hi[:] = -np.inf
+            lo[:] = np.inf
+            ss[:] = 0.0
+            for i in range(nb):
+                mu[i] = acc[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+            for j in range(n):
+                v = val[i0 + j : i1 + j]
+                o = ok[i0 + j : i1 + j]
+                for i in range(nb):
+                    d = v[i] - mu[i]
+                    ss[i] += d * d if o[i] else 0.0
+            for j in range(n):
+                v = val[i0 + j : i1 + j]
+                o = ok[i0 + j : i1 + j]
+                for i in range(nb):
+                    hi[i] = max(hi[i], v[i]) if o[i] else hi[i]
+                    lo[i] = min(lo[i], v[i]) if o[i] else lo[i]
+            for i in range(nb):
+                c = cnt[i]
+                if c < 2.0:
+                    out_std[s, a + i0 + i] = np.nan
+                elif hi[i] == lo[i]:  # largest == smallest: every observation is the same value
+                    out_std[s, a + i0 + i] = 0.0
+                else:
+                    out_std[s, a + i0 + i] = math.sqrt(ss[i] / (c - 1.0))
+
+
+# -- Max / Min / IdxMax / IdxMin ---------------------------------------------------------------------
+#
+# ``best`` starts at -inf (+inf for the minimum) and takes a value only if it is strictly better:
+# the same value as "the first observation, then each strictly better one" (if the first
+# observation is -inf, ``best`` already is -inf), so ties keep the oldest occurrence.
 
 
 @njit(**_JIT)  # type: ignore[untyped-decorator]
-def _quantile(x: FloatPanel, n: int, q: float, t0: int) -> FloatPanel:
+def _extreme(x: FloatPanel, n: int, want_max: bool, t0: int, out: FloatPanel) -> None:
     n_sym, n_t = x.shape
-    out = np.full((n_sym, n_t), np.nan)
+    a = min(max(t0, 0), n_t)
+    m = n_t - a
+    out[:, :a] = np.nan
+    if m == 0:
+        return
+    base = a - n + 1
+    val = np.empty(m + n - 1)
+    ok = np.empty(m + n - 1, dtype=np.bool_)
+    best_b = np.empty(_BLOCK)
+    found_b = np.empty(_BLOCK, dtype=np.bool_)
+    for s in range(n_sym):
+        _load(x[s], base, 0, val, ok)
+        for i0 in range(0, m, _BLOCK):
+            i1 = min(i0 + _BLOCK, m)
+            nb = i1 - i0
+            best = best_b[:nb]
+            found = found_b[:nb]
+            found[:] = False
+            if want_max:
+                best[:] = -np.inf
+                for j in range(n):
+                    v = val[i0 + j : i1 + j]
+                    o = ok[i0 + j : i1 + j]
+                    for i in range(nb):
+                        best[i] = v[i] if o[i] & (v[i] > best[i]) else best[i]
+                        found[i] = found[i] | o[i]
+            else:
+                best[:] = np.inf
+                for j in range(n):
+                    v = val[i0 + j : i1 + j]
+                    o = ok[i0 + j : i1 + j]
+                    for i in range(nb):
+                        best[i] = v[i] if o[i] & (v[i] < best[i]) else best[i]
+                        found[i] = found[i] | o[i]
+            for i in range(nb):
+                out[s, a + i0 + i] = best[i] if found[i] else np.nan
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _idx_extreme(x: FloatPanel, n: int, start: IntVector, want_max: bool, t0: int, out: FloatPanel) -> None:
+    n_sym, n_t = x.shape
+    a = min(max(t0, 0), n_t)
+    m = n_t - a
+    out[:, :a] = np.nan
+    if m == 0:
+        return
+    base = a - n + 1
+    val = np.empty(m + n - 1)
+    ok = np.empty(m + n - 1, dtype=np.bool_)
+    best_b = np.empty(_BLOCK)
+    pos_b = np.empty(_BLOCK, dtype=np.int64)
+    for s in range(n_sym):
+        # the window starts n-1 days back, or at the series' first day if that is later: days
+        # before the first one are not part of any window
+        first = max(start[s], 0)
+        _load(x[s], base, first, val, ok)
+        for i0 in range(0, m, _BLOCK):
+            i1 = min(i0 + _BLOCK, m)
+            nb = i1 - i0
+            best = best_b[:nb]
+            pos = pos_b[:nb]
+            pos[:] = -1
+            best[:] = 0.0
+            # NaN days are skipped (the fix: Qlib's argmax would return the first NaN day)
+            if want_max:
+                for j in range(n):
+                    v = val[i0 + j : i1 + j]
+                    o = ok[i0 + j : i1 + j]
+                    for i in range(nb):
+                        take = o[i] & ((pos[i] < 0) | (v[i] > best[i]))
+                        best[i] = v[i] if take else best[i]
+                        pos[i] = j if take else pos[i]
+            else:
+                for j in range(n):
+                    v = val[i0 + j : i1 + j]
+                    o = ok[i0 + j : i1 + j]
+                    for i in range(nb):
+                        take = o[i] & ((pos[i] < 0) | (v[i] < best[i]))
+                        best[i] = v[i] if take else best[i]
+                        pos[i] = j if take else pos[i]
+            for i in range(nb):
+                t = a + i0 + i
+                if pos[i] < 0:
+                    out[s, t] = np.nan
+                else:
+                    w0 = max(t - n + 1, first)
+                    out[s, t] = float(t - n + 1 + pos[i] - w0 + 1)
+
+
+# -- Rank / Quantile ---------------------------------------------------------------------------------
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _rank(x: FloatPanel, n: int, t0: int, out: FloatPanel) -> None:
+    n_sym, n_t = x.shape
+    a = min(max(t0, 0), n_t)
+    m = n_t - a
+    out[:, :a] = np.nan
+    if m == 0:
+        return
+    base = a - n + 1
+    raw = np.empty(m + n - 1)
+    less_b = np.empty(_BLOCK)
+    equal_b = np.empty(_BLOCK)
+    cnt_b = np.empty(_BLOCK)
+    for s in range(n_sym):
+        row = x[s]
+        for i in range(m + n - 1):
+            k = base + i
+            raw[i] = row[k] if k >= 0 else np.nan
+        for i0 in range(0, m, _BLOCK):
+            i1 = min(i0 + _BLOCK, m)
+            nb = i1 - i0
+            less = less_b[:nb]
+            equal = equal_b[:nb]
+            cnt = cnt_b[:nb]
+            less[:] = 0.0
+            equal[:] = 0.0
+            cnt[:] = 0.0
+            last = raw[i0 + n - 1 : i1 + n - 1]
+            for j in range(n):
+                v = raw[i0 + j : i1 + j]
+                for i in range(nb):
+                    # comparisons with NaN are false: missing days count nowhere
+                    less[i] += 1.0 if v[i] < last[i] else 0.0
+                    equal[i] += 1.0 if v[i] == last[i] else 0.0
+                    cnt[i] += 1.0 if v[i] == v[i] else 0.0
+            for i in range(nb):
+                if math.isnan(last[i]):
+                    out[s, a + i0 + i] = np.nan
+                else:
+                    # average rank of the ties (1-based), as a fraction of the observations; the
+                    # counts are small integers, exact in float64 as in int64
+                    out[s, a + i0 + i] = (less[i] + 0.5 * (equal[i] + 1.0)) / cnt[i]
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _quantiles(x: FloatPanel, n: int, qs: FloatPanel, t0: int, out: npt.NDArray[np.float64]) -> None:
+    """``out[k]`` = quantile ``qs[k]`` of each window (one sorted window for all of them)."""
+    n_sym, n_t = x.shape
+    n_q = qs.shape[0]
+    a = min(max(t0, 0), n_t)
+    for k in range(n_q):
+        out[k, :, :a] = np.nan
     buf = np.empty(n)
     for s in range(n_sym):
         m = 0  # sorted observations of the current window live in buf[:m]
@@ -189,209 +353,489 @@ def _quantile(x: FloatPanel, n: int, q: float, t0: int) -> FloatPanel:
                     buf[j] = buf[j - 1]
                 buf[i] = new
                 m += 1
-            if t < t0 or m == 0:
+            if t < t0:
                 continue
-            pos = q * (m - 1)
-            lo = int(pos)
-            if pos == lo:
-                out[s, t] = buf[lo]
-            else:
-                out[s, t] = buf[lo] + (buf[lo + 1] - buf[lo]) * (pos - lo)
-    return out
-
-
-@njit(**_JIT)  # type: ignore[untyped-decorator]
-def _ols(y: FloatPanel, n: int, mode: int, t0: int) -> FloatPanel:
-    """mode 0: slope, 1: r-square (NaN on a near-constant window), 2: residual of today."""
-    n_sym, n_t = y.shape
-    out = np.full((n_sym, n_t), np.nan)
-    for s in range(n_sym):
-        for t in range(max(t0, 0), n_t):
-            lo = max(t - n + 1, 0)
-            cnt = 0
-            sx = 0.0
-            sy = 0.0
-            first = np.nan
-            same = True
-            for k in range(lo, t + 1):
-                v = y[s, k]
-                if not math.isnan(v):
-                    if cnt == 0:
-                        first = v
-                    elif v != first:
-                        same = False
-                    cnt += 1
-                    sx += k - t + n  # position in the window: today is n, the oldest 1
-                    sy += v
-            today = y[s, t]
-            if cnt < 2 or (mode == 2 and math.isnan(today)) or (mode == 1 and same):
-                out[s, t] = np.nan
-                continue
-            xm = sx / cnt
-            ym = sy / cnt
-            sxx = 0.0
-            sxy = 0.0
-            syy = 0.0
-            for k in range(lo, t + 1):
-                v = y[s, k]
-                if not math.isnan(v):
-                    dx = (k - t + n) - xm
-                    dy = v - ym
-                    sxx += dx * dx
-                    sxy += dx * dy
-                    syy += dy * dy
-            slope = sxy / sxx
-            if mode == 0:
-                out[s, t] = slope
-            elif mode == 1:
-                if math.sqrt(syy / (cnt - 1)) <= NEAR_ZERO_STD:
-                    out[s, t] = np.nan
+            for k in range(n_q):
+                if m == 0:
+                    out[k, s, t] = np.nan
+                    continue
+                pos = qs[k] * (m - 1)
+                lo = int(pos)
+                if pos == lo:
+                    out[k, s, t] = buf[lo]
                 else:
-                    r = sxy / math.sqrt(sxx * syy)
-                    out[s, t] = r * r
-            else:
-                out[s, t] = today - (ym + slope * (n - xm))
-    return out
+                    out[k, s, t] = buf[lo] + (buf[lo + 1] - buf[lo]) * (pos - lo)
+
+
+# -- Slope / Rsquare / Resi ------------------------------------------------------------------------
 
 
 @njit(**_JIT)  # type: ignore[untyped-decorator]
-def _corr(a: FloatPanel, b: FloatPanel, n: int, t0: int) -> FloatPanel:
-    n_sym, n_t = a.shape
-    out = np.full((n_sym, n_t), np.nan)
+def _ols(
+    y: FloatPanel,
+    n: int,
+    t0: int,
+    want_rsq: bool,
+    out_slope: FloatPanel,
+    out_rsq: FloatPanel,
+    out_resi: FloatPanel,
+) -> None:
+    """OLS of the observations on their window positions (today = n, the oldest day = 1):
+    the slope, the r-square (NaN on a near-constant window) and the residual of today."""
+    n_sym, n_t = y.shape
+    a = min(max(t0, 0), n_t)
+    m = n_t - a
+    out_slope[:, :a] = np.nan
+    out_rsq[:, :a] = np.nan
+    out_resi[:, :a] = np.nan
+    if m == 0:
+        return
+    base = a - n + 1
+    val = np.empty(m + n - 1)
+    ok = np.empty(m + n - 1, dtype=np.bool_)
+    cnt_b = np.empty(_BLOCK)
+    sx_b = np.empty(_BLOCK)
+    sy_b = np.empty(_BLOCK)
+    hi_b = np.empty(_BLOCK)
+    lo_b = np.empty(_BLOCK)
+    xm_b = np.empty(_BLOCK)
+    ym_b = np.empty(_BLOCK)
+    sxx_b = np.empty(_BLOCK)
+    sxy_b = np.empty(_BLOCK)
+    syy_b = np.empty(_BLOCK)
     for s in range(n_sym):
-        for t in range(max(t0, 0), n_t):
-            lo = max(t - n + 1, 0)
+        _load(y[s], base, 0, val, ok)
+        for i0 in range(0, m, _BLOCK):
+            i1 = min(i0 + _BLOCK, m)
+            nb = i1 - i0
+            cnt = cnt_b[:nb]
+            sx = sx_b[:nb]
+            sy = sy_b[:nb]
+            hi = hi_b[:nb]
+            lo = lo_b[:nb]
+            xm = xm_b[:nb]
+            ym = ym_b[:nb]
+            sxx = sxx_b[:nb]
+            sxy = sxy_b[:nb]
+            syy = syy_b[:nb]
+            cnt[:] = 0.0
+            sx[:] = 0.0
+            sy[:] = 0.0
+            hi[:] = -np.inf
+            lo[:] = np.inf
+            for j in range(n):
+                px = float(j + 1)  # position in the window: today is n, the oldest 1
+                v = val[i0 + j : i1 + j]
+                o = ok[i0 + j : i1 + j]
+                for i in range(nb):
+                    cnt[i] += 1.0 if o[i] else 0.0
+                    sx[i] += px if o[i] else 0.0
+                    sy[i] += v[i]
+            for i in range(nb):
+                xm[i] = sx[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+                ym[i] = sy[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+            sxx[:] = 0.0
+            sxy[:] = 0.0
+            syy[:] = 0.0
+            for j in range(n):
+                px = float(j + 1)
+                v = val[i0 + j : i1 + j]
+                o = ok[i0 + j : i1 + j]
+                for i in range(nb):
+                    dx = px - xm[i]
+                    dy = v[i] - ym[i]
+                    sxx[i] += dx * dx if o[i] else 0.0
+                    sxy[i] += dx * dy if o[i] else 0.0
+                    syy[i] += dy * dy if o[i] else 0.0
+            if want_rsq:
+                for j in range(n):
+                    v = val[i0 + j : i1 + j]
+                    o = ok[i0 + j : i1 + j]
+                    for i in range(nb):
+                        hi[i] = max(hi[i], v[i]) if o[i] else hi[i]
+                        lo[i] = min(lo[i], v[i]) if o[i] else lo[i]
+            for i in range(nb):
+                t = a + i0 + i
+                c = cnt[i]
+                if c < 2.0:
+                    out_slope[s, t] = np.nan
+                    out_rsq[s, t] = np.nan
+                    out_resi[s, t] = np.nan
+                    continue
+                slope = sxy[i] / sxx[i]
+                out_slope[s, t] = slope
+                today = y[s, t]
+                if math.isnan(today):
+                    out_resi[s, t] = np.nan
+                else:
+                    out_resi[s, t] = today - (ym[i] + slope * (n - xm[i]))
+                if not want_rsq or hi[i] == lo[i] or math.sqrt(syy[i] / (c - 1.0)) <= NEAR_ZERO_STD:
+                    out_rsq[s, t] = np.nan
+                else:
+                    r = sxy[i] / math.sqrt(sxx[i] * syy[i])
+                    out_rsq[s, t] = r * r
+
+
+# -- Corr ------------------------------------------------------------------------------------------
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _corr(xa: FloatPanel, xb: FloatPanel, n: int, t0: int, out: FloatPanel) -> None:
+    n_sym, n_t = xa.shape
+    a = min(max(t0, 0), n_t)
+    m = n_t - a
+    out[:, :a] = np.nan
+    if m == 0:
+        return
+    base = a - n + 1
+    va = np.empty(m + n - 1)
+    vb = np.empty(m + n - 1)
+    oa = np.empty(m + n - 1, dtype=np.bool_)
+    ob = np.empty(m + n - 1, dtype=np.bool_)
+    buf = np.empty((15, _BLOCK))
+    for s in range(n_sym):
+        _load(xa[s], base, 0, va, oa)
+        _load(xb[s], base, 0, vb, ob)
+        for i0 in range(0, m, _BLOCK):
+            i1 = min(i0 + _BLOCK, m)
+            nb = i1 - i0
+            cnt_a = buf[0, :nb]
+            cnt_b = buf[1, :nb]
+            cnt = buf[2, :nb]
+            sum_a = buf[3, :nb]
+            sum_b = buf[4, :nb]
+            sa = buf[5, :nb]
+            sb = buf[6, :nb]
+            mean_a = buf[7, :nb]
+            mean_b = buf[8, :nb]
+            ma = buf[9, :nb]
+            mb = buf[10, :nb]
+            ss_a = buf[11, :nb]
+            ss_b = buf[12, :nb]
+            saa = buf[13, :nb]
+            sbb = buf[14, :nb]
+            buf[:7, :nb] = 0.0
             # pass 1: means of each side on its own observations (for Qlib's std mask) and of
             # the pairs observed on both sides (for the correlation)
-            cnt_a = 0
-            cnt_b = 0
-            cnt = 0
-            sum_a = 0.0
-            sum_b = 0.0
-            sa = 0.0
-            sb = 0.0
-            for k in range(lo, t + 1):
-                va = a[s, k]
-                vb = b[s, k]
-                ok_a = not math.isnan(va)
-                ok_b = not math.isnan(vb)
-                if ok_a:
-                    cnt_a += 1
-                    sum_a += va
-                if ok_b:
-                    cnt_b += 1
-                    sum_b += vb
-                if ok_a and ok_b:
-                    cnt += 1
-                    sa += va
-                    sb += vb
-            if cnt < 2:
-                out[s, t] = np.nan
-                continue
-            mean_a = sum_a / cnt_a
-            mean_b = sum_b / cnt_b
-            ma = sa / cnt
-            mb = sb / cnt
+            for j in range(n):
+                x1 = va[i0 + j : i1 + j]
+                x2 = vb[i0 + j : i1 + j]
+                o1 = oa[i0 + j : i1 + j]
+                o2 = ob[i0 + j : i1 + j]
+                for i in range(nb):
+                    both = o1[i] & o2[i]
+                    cnt_a[i] += 1.0 if o1[i] else 0.0
+                    cnt_b[i] += 1.0 if o2[i] else 0.0
+                    cnt[i] += 1.0 if both else 0.0
+                    sum_a[i] += x1[i]
+                    sum_b[i] += x2[i]
+                    sa[i] += x1[i] if both else 0.0
+                    sb[i] += x2[i] if both else 0.0
+            for i in range(nb):
+                mean_a[i] = sum_a[i] / cnt_a[i] if cnt_a[i] > 0.0 else 0.0
+                mean_b[i] = sum_b[i] / cnt_b[i] if cnt_b[i] > 0.0 else 0.0
+                ma[i] = sa[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+                mb[i] = sb[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+            # the sums of pass 1 are not needed any more: sum_a holds sab from here on
+            sab = sum_a
+            buf[11:15, :nb] = 0.0
+            sab[:] = 0.0
             # pass 2: squared deviations
-            ss_a = 0.0
-            ss_b = 0.0
-            saa = 0.0
-            sbb = 0.0
-            sab = 0.0
-            for k in range(lo, t + 1):
-                va = a[s, k]
-                vb = b[s, k]
-                ok_a = not math.isnan(va)
-                ok_b = not math.isnan(vb)
-                if ok_a:
-                    ss_a += (va - mean_a) * (va - mean_a)
-                if ok_b:
-                    ss_b += (vb - mean_b) * (vb - mean_b)
-                if ok_a and ok_b:
-                    da = va - ma
-                    db = vb - mb
-                    saa += da * da
-                    sbb += db * db
-                    sab += da * db
-            # Qlib: NaN where either side's own rolling std (ddof=1) is np.isclose to 0
-            if (
-                math.sqrt(ss_a / (cnt_a - 1)) <= NEAR_ZERO_STD
-                or math.sqrt(ss_b / (cnt_b - 1)) <= NEAR_ZERO_STD
-            ):
-                out[s, t] = np.nan
-                continue
-            den = math.sqrt(saa * sbb)
-            out[s, t] = np.nan if den == 0.0 else sab / den
-    return out
+            for j in range(n):
+                x1 = va[i0 + j : i1 + j]
+                x2 = vb[i0 + j : i1 + j]
+                o1 = oa[i0 + j : i1 + j]
+                o2 = ob[i0 + j : i1 + j]
+                for i in range(nb):
+                    both = o1[i] & o2[i]
+                    e1 = x1[i] - mean_a[i]
+                    e2 = x2[i] - mean_b[i]
+                    ss_a[i] += e1 * e1 if o1[i] else 0.0
+                    ss_b[i] += e2 * e2 if o2[i] else 0.0
+                    d1 = x1[i] - ma[i]
+                    d2 = x2[i] - mb[i]
+                    saa[i] += d1 * d1 if both else 0.0
+                    sbb[i] += d2 * d2 if both else 0.0
+                    sab[i] += d1 * d2 if both else 0.0
+            for i in range(nb):
+                t = a + i0 + i
+                if cnt[i] < 2.0:
+                    out[s, t] = np.nan
+                    continue
+                # Qlib: NaN where either side's own rolling std (ddof=1) is np.isclose to 0
+                if (
+                    math.sqrt(ss_a[i] / (cnt_a[i] - 1.0)) <= NEAR_ZERO_STD
+                    or math.sqrt(ss_b[i] / (cnt_b[i] - 1.0)) <= NEAR_ZERO_STD
+                ):
+                    out[s, t] = np.nan
+                    continue
+                den = math.sqrt(saa[i] * sbb[i])
+                out[s, t] = np.nan if den == 0.0 else sab[i] / den
+
+
+# -- gathering output rows -------------------------------------------------------------------------
+#
+# Output rows are sorted by (date, symbol), the panel by (symbol, date): a transpose. Reading
+# the panel in blocks of days keeps both sides in cache.
+
+_GATHER_DAYS = 32
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _gather(value: FloatPanel, row: IntVector, d_lo: int, d_hi: int, out: npt.NDArray[np.float32]) -> None:
+    n_sym = value.shape[0]
+    for b0 in range(d_lo, d_hi, _GATHER_DAYS):
+        b1 = min(b0 + _GATHER_DAYS, d_hi)
+        for s in range(n_sym):
+            for d in range(b0, b1):
+                r = row[s, d]
+                if r >= 0:
+                    out[r] = value[s, d]  # float64 -> float32: round to nearest, as numpy's astype
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _gather32(
+    value: npt.NDArray[np.float32], row: IntVector, d_lo: int, d_hi: int, out: npt.NDArray[np.float32]
+) -> None:
+    n_sym = value.shape[0]
+    for b0 in range(d_lo, d_hi, _GATHER_DAYS):
+        b1 = min(b0 + _GATHER_DAYS, d_hi)
+        for s in range(n_sym):
+            for d in range(b0, b1):
+                r = row[s, d]
+                if r >= 0:
+                    out[r] = value[s, d]
+
+
+# -- running kernels on several threads ------------------------------------------------------------
+
+_local = threading.local()
+
+#: Below this much work (window cells) a kernel call is not split: thread hand-off would cost more.
+_MIN_PARALLEL_WORK = 2_000_000
+
+
+@contextmanager
+def parallel(threads: int) -> Iterator[None]:
+    """Within the block, kernel calls made by this thread split the symbols over ``threads``
+    threads (a private pool, shut down on exit). Results are bit-identical for any count."""
+    if threads <= 1:
+        yield
+        return
+    previous = getattr(_local, "pool", None)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qonline-features") as pool:
+        _local.pool = (pool, threads)
+        try:
+            yield
+        finally:
+            _local.pool = previous
+
+
+def _run(fn: Callable[[int, int], None], n_rows: int, work: int) -> None:
+    """``fn(lo, hi)`` for row chunks covering ``[0, n_rows)``: on the pool of :func:`parallel`
+    when there is one and the call is big enough, else in one call on this thread."""
+    active: tuple[ThreadPoolExecutor, int] | None = getattr(_local, "pool", None)
+    if active is None or work < _MIN_PARALLEL_WORK or n_rows < 2:
+        fn(0, n_rows)
+        return
+    pool, threads = active
+    n_chunks = min(n_rows, 2 * threads)  # two chunks a thread evens out unequal series
+    edges = np.linspace(0, n_rows, n_chunks + 1).astype(np.int64)
+    futures = [pool.submit(fn, int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    for future in futures:
+        future.result()
+
+
+def _work(x: InPanel, n: int, t0: int) -> int:
+    n_sym, n_t = x.shape
+    return int(n_sym * max(n_t - max(t0, 0), 0) * n)
+
+
+def _empty(x: npt.NDArray[Any]) -> FloatPanel:
+    return np.empty(x.shape, dtype=np.float64)
 
 
 # -- typed wrappers: mypy sees these signatures, numba compiles the functions above ------------
 
 
-def rolling_sum(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_moments(x: InPanel, n: int, t0: int = 0, *, std: bool = True) -> tuple[FloatPanel, ...]:
+    """``(sum, mean, std)`` of each window, as :func:`rolling_sum`, :func:`rolling_mean` and
+    :func:`rolling_std` (``std`` left out, and not computed, with ``std=False``)."""
+    out_sum, out_mean = _empty(x), _empty(x)
+    out_std = _empty(x) if std else np.empty((x.shape[0], 0))
+
+    def run(lo: int, hi: int) -> None:
+        _moments(x[lo:hi], n, t0, std, out_sum[lo:hi], out_mean[lo:hi], out_std[lo:hi])
+
+    _run(run, x.shape[0], _work(x, n, t0) * (3 if std else 1))
+    return (out_sum, out_mean, out_std) if std else (out_sum, out_mean)
+
+
+def rolling_sum(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Sum of the observations in each window of ``n`` days (NaN if none)."""
-    return cast(FloatPanel, _sum_mean(x, n, False, t0))
+    return rolling_moments(x, n, t0, std=False)[0]
 
 
-def rolling_mean(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_mean(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Mean of the observations in each window of ``n`` days (NaN if none)."""
-    return cast(FloatPanel, _sum_mean(x, n, True, t0))
+    return rolling_moments(x, n, t0, std=False)[1]
 
 
-def rolling_std(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_std(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Sample standard deviation (ddof=1) of each window; NaN below two observations."""
-    return cast(FloatPanel, _std(x, n, t0))
+    return rolling_moments(x, n, t0)[2]
 
 
-def rolling_max(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def _extreme_of(x: InPanel, n: int, want_max: bool, t0: int) -> FloatPanel:
+    out = _empty(x)
+
+    def run(lo: int, hi: int) -> None:
+        _extreme(x[lo:hi], n, want_max, t0, out[lo:hi])
+
+    _run(run, x.shape[0], _work(x, n, t0))
+    return out
+
+
+def rolling_max(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Largest observation of each window."""
-    return cast(FloatPanel, _extreme(x, n, True, t0))
+    return _extreme_of(x, n, True, t0)
 
 
-def rolling_min(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_min(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Smallest observation of each window."""
-    return cast(FloatPanel, _extreme(x, n, False, t0))
+    return _extreme_of(x, n, False, t0)
 
 
-def rolling_idxmax(x: FloatPanel, n: int, start: IntVector, t0: int = 0) -> FloatPanel:
+def _idx_extreme_of(x: InPanel, n: int, start: IntVector, want_max: bool, t0: int) -> FloatPanel:
+    out = _empty(x)
+    start = np.ascontiguousarray(start, dtype=np.int64)
+
+    def run(lo: int, hi: int) -> None:
+        _idx_extreme(x[lo:hi], n, start[lo:hi], want_max, t0, out[lo:hi])
+
+    _run(run, x.shape[0], _work(x, n, t0))
+    return out
+
+
+def rolling_idxmax(x: InPanel, n: int, start: IntVector, t0: int = 0) -> FloatPanel:
     """1-based position of the window's maximum, counted from its oldest day; NaN days ignored.
 
     ``start[s]`` is the first day of series ``s``: before it the window is partial and its oldest
     day is ``start[s]``. Ties go to the oldest occurrence.
     """
-    return cast(FloatPanel, _idx_extreme(x, n, start, True, t0))
+    return _idx_extreme_of(x, n, start, True, t0)
 
 
-def rolling_idxmin(x: FloatPanel, n: int, start: IntVector, t0: int = 0) -> FloatPanel:
+def rolling_idxmin(x: InPanel, n: int, start: IntVector, t0: int = 0) -> FloatPanel:
     """1-based position of the window's minimum (see :func:`rolling_idxmax`)."""
-    return cast(FloatPanel, _idx_extreme(x, n, start, False, t0))
+    return _idx_extreme_of(x, n, start, False, t0)
 
 
-def rolling_rank(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_rank(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Average-tie percentile rank of today's value among the window's observations."""
-    return cast(FloatPanel, _rank(x, n, t0))
+    out = _empty(x)
+
+    def run(lo: int, hi: int) -> None:
+        _rank(x[lo:hi], n, t0, out[lo:hi])
+
+    _run(run, x.shape[0], _work(x, n, t0))
+    return out
 
 
-def rolling_quantile(x: FloatPanel, n: int, q: float, t0: int = 0) -> FloatPanel:
+def rolling_quantiles(x: InPanel, n: int, qs: Sequence[float], t0: int = 0) -> list[FloatPanel]:
+    """Quantiles ``qs`` of each window's observations, linear interpolation (pandas' formula)."""
+    q = np.asarray(qs, dtype=np.float64)
+    out = np.empty((len(q), *x.shape), dtype=np.float64)
+
+    def run(lo: int, hi: int) -> None:
+        _quantiles(x[lo:hi], n, q, t0, out[:, lo:hi])
+
+    _run(run, x.shape[0], _work(x, n, t0) * 8)
+    return list(out)
+
+
+def rolling_quantile(x: InPanel, n: int, q: float, t0: int = 0) -> FloatPanel:
     """Quantile ``q`` of each window's observations, linear interpolation (pandas' formula)."""
-    return cast(FloatPanel, _quantile(x, n, q, t0))
+    return rolling_quantiles(x, n, [q], t0)[0]
 
 
-def rolling_slope(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_ols(x: InPanel, n: int, t0: int = 0, *, rsquare: bool = True) -> tuple[FloatPanel, ...]:
+    """``(slope, rsquare, resi)`` of each window, as :func:`rolling_slope`,
+    :func:`rolling_rsquare` and :func:`rolling_resi` (``rsquare`` all NaN with ``rsquare=False``)."""
+    slope, rsq, resi = _empty(x), _empty(x), _empty(x)
+
+    def run(lo: int, hi: int) -> None:
+        _ols(x[lo:hi], n, t0, rsquare, slope[lo:hi], rsq[lo:hi], resi[lo:hi])
+
+    _run(run, x.shape[0], _work(x, n, t0) * 3)
+    return slope, rsq, resi
+
+
+def rolling_slope(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """OLS slope of the observations on their window positions (today = ``n``)."""
-    return cast(FloatPanel, _ols(x, n, 0, t0))
+    return rolling_ols(x, n, t0, rsquare=False)[0]
 
 
-def rolling_rsquare(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_rsquare(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """R² of the OLS fit on window positions; NaN where the window's std is near 0."""
-    return cast(FloatPanel, _ols(x, n, 1, t0))
+    return rolling_ols(x, n, t0)[1]
 
 
-def rolling_resi(x: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_resi(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Today's value minus the OLS fit at today's position; NaN if today is NaN."""
-    return cast(FloatPanel, _ols(x, n, 2, t0))
+    return rolling_ols(x, n, t0, rsquare=False)[2]
 
 
-def rolling_corr(a: FloatPanel, b: FloatPanel, n: int, t0: int = 0) -> FloatPanel:
+def rolling_corr(a: InPanel, b: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Pearson correlation over the days where both are observed; NaN where either std is near 0."""
-    return cast(FloatPanel, _corr(a, b, n, t0))
+    out = _empty(a)
+
+    def run(lo: int, hi: int) -> None:
+        _corr(a[lo:hi], b[lo:hi], n, t0, out[lo:hi])
+
+    _run(run, a.shape[0], _work(a, n, t0) * 3)
+    return out
+
+
+def gather(value: npt.NDArray[Any], row: IntVector, first_day: int, out: npt.NDArray[np.float32]) -> None:
+    """``out[row[s, d]] = float32(value[s, d])`` for every panel cell with ``row[s, d] >= 0`` (the
+    output row of that cell) and ``d >= first_day``; float64 is rounded as numpy's ``astype``."""
+    if value.dtype == np.float32:
+        values: npt.NDArray[Any] = np.ascontiguousarray(value)
+        kernel: Any = _gather32
+    else:
+        values = np.ascontiguousarray(value, dtype=np.float64)
+        kernel = _gather
+    n_days = value.shape[1] - first_day
+
+    def run(lo: int, hi: int) -> None:
+        kernel(values, row, first_day + lo, first_day + hi, out)
+
+    _run(run, n_days, value.shape[0] * n_days * 4)
+
+
+def elementwise(ufunc: np.ufunc, *args: npt.NDArray[Any] | float) -> npt.NDArray[Any] | float:
+    """``ufunc(*args)``, with the rows of same-shaped 2-D panels split over the threads of
+    :func:`parallel` (same dtype resolution, same loop, same values per element; the caller's
+    ``np.errstate`` applies in the worker threads too)."""
+    arrays = [arg for arg in args if isinstance(arg, np.ndarray)]
+    active = getattr(_local, "pool", None)
+    if (
+        active is None
+        or not arrays
+        or arrays[0].ndim != 2
+        or any(array.shape != arrays[0].shape for array in arrays)
+        or arrays[0].size * 4 < _MIN_PARALLEL_WORK
+    ):
+        return cast(npt.NDArray[Any] | float, ufunc(*args))
+    n_rows = arrays[0].shape[0]
+    probe = ufunc(*(arg[:1, :1] if isinstance(arg, np.ndarray) else arg for arg in args))
+    out = np.empty(arrays[0].shape, dtype=probe.dtype)
+    errors = np.geterr()
+
+    def run(lo: int, hi: int) -> None:
+        with np.errstate(**errors):
+            ufunc(*(arg[lo:hi] if isinstance(arg, np.ndarray) else arg for arg in args), out=out[lo:hi])
+
+    _run(run, n_rows, arrays[0].size * 4)
+    return out
