@@ -208,9 +208,20 @@ def _train(a: argparse.Namespace, work: Path, workers: int) -> dict[str, Any]:
     from quant_core.lake import Lake
     from quant_core.strategy import get_strategy
 
+    import yaml
+
     lake_dir = work / "lake"
     cal = Lake(str(lake_dir)).calendar()
-    all_tasks = get_strategy("lgb_alpha158").tasks(cal, cal.last)
+    default = get_strategy("lgb_alpha158")
+    all_tasks = default.tasks(cal, cal.last)
+    # pin the template's segments to dates, so an earlier as_of yields the first N of these tasks
+    seg = default.template(cal, cal.last).segments
+    body = default.model_dump(mode="json")
+    body["segments"] = {"dates": {k: [v.start.isoformat(), v.end.isoformat() if v.end else None]
+                                  for k, v in (("train", seg.train), ("valid", seg.valid), ("test", seg.test))}}
+    cfg = work / f"bench-{workers}.yaml"
+    cfg.write_text(yaml.safe_dump({"strategies": {"lgb_alpha158": body}}))
+    os.environ["QONLINE_CONFIG"] = str(cfg)
     as_of = all_tasks[min(a.train_tasks, len(all_tasks)) - 1].segments.test.start
     os.environ["QONLINE_MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow-{workers}.db"
     os.environ["QONLINE_MLFLOW_ARTIFACT_URI"] = (work / f"mlartifacts-{workers}").as_uri()
@@ -229,6 +240,7 @@ def _train(a: argparse.Namespace, work: Path, workers: int) -> dict[str, Any]:
     reg = ModelRegistry(os.environ["QONLINE_MLFLOW_TRACKING_URI"])
     fits = [m.metrics.get("fit_seconds", 0.0) for m in reg.list("lgb_alpha158")]
     rows = [m.metrics.get("train_rows", 0.0) for m in reg.list("lgb_alpha158")]
+    assert summary["tasks"] == min(a.train_tasks, len(all_tasks)), summary["tasks"]
     return {"tasks": summary["tasks"], "total_s": total, "per_task_s": total / max(1, int(summary["tasks"])),
             "fit_predict_s_sum": sum(fits), "workers": workers, "all_tasks_2y_step20": len(all_tasks),
             "train_rows_max": max(rows) if rows else 0}
