@@ -12,7 +12,6 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.ingest import ingest
-from quant_core.calendar import to_date
 from quant_core.lake import Lake, describe
 from quant_core.reporting import markdown_table
 from quant_core.settings import load_settings
@@ -20,28 +19,31 @@ from quant_core.settings import load_settings
 ARTIFACT_KEY = "demo-report"
 
 
-def spec_span(spec: str) -> tuple[date, date]:
-    """The ``start``/``end`` keys of a source spec (the synthetic market always has them)."""
+def source_calendar(spec: str) -> list[date]:
+    """The trading days of a source with a known span (the synthetic market has one)."""
     from quant_core.sources import parse_source
 
     source = parse_source(spec)
-    start, end = getattr(source, "start", None), getattr(source, "end", None)
-    if start is None or end is None:
+    calendar = getattr(source, "calendar", None)
+    if not callable(calendar):
         from quant_core.errors import ConfigError
 
         raise ConfigError(f"the demo needs a source with a known span (synthetic:...), got {spec!r}")
-    return to_date(start), to_date(end)
+    days: list[date] = list(calendar())
+    if not days:
+        from quant_core.errors import ConfigError
+
+        raise ConfigError(f"source {spec!r} has no trading days")
+    return days
 
 
 @flow(name="demo", flow_run_name="demo {lake_uri}")
 def demo(source: str, lake_uri: str, daily_days: int = 3) -> dict[str, object]:
     """Ingest the synthetic market's history, then replay the last days as daily ingests."""
     logger = get_run_logger()
-    first, last = spec_span(source)
-    from quant_core.sources import parse_source
-
-    tail = parse_source(source).extract(last - timedelta(days=7 * max(daily_days, 1) + 14), last)
-    tail_days = sorted({d.date() for d in tail["date"]})[-daily_days:] if daily_days > 0 else []
+    days = source_calendar(source)
+    first, last = days[0], days[-1]
+    tail_days = days[-daily_days:] if daily_days > 0 else []
     history_end = (tail_days[0] - timedelta(days=1)) if tail_days else last
     history = ingest(source=source, start=first, end=history_end, lake_uri=lake_uri)
     daily = []
