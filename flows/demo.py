@@ -71,6 +71,7 @@ def demo(source: str, lake_uri: str, daily_days: int = 3) -> dict[str, object]:
         "history": f"{first}..{history_end} ({history['rows']} rows)",
         "daily_ingests": ", ".join(f"{d['start']} ({d['rows']} rows)" for d in daily) or "none",
         "bars": summary,
+        "features": describe(Lake.from_settings(settings).dataset("features/alpha158").manifest()),
         "validation_report": history["report_uri"],
         "redis": redis_status,
     }
