@@ -202,13 +202,12 @@ def _train(a: argparse.Namespace, work: Path, workers: int) -> dict[str, Any]:
     Step 20 over the last 2 years gives ~25 tasks of ~1M rows each; to fit a session, the first
     ``--train-tasks`` test windows are trained (same tasks in the sequential and parallel runs).
     """
+    import yaml
     from prefect import flow
 
     from flows.first_train import first_train, task_runner
     from quant_core.lake import Lake
     from quant_core.strategy import get_strategy
-
-    import yaml
 
     lake_dir = work / "lake"
     cal = Lake(str(lake_dir)).calendar()
