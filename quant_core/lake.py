@@ -142,6 +142,20 @@ def _is_sorted(table: pa.Table) -> bool:
     return bool(np.all(d[1:] >= d[:-1]) and np.all(sym[1:][same] > sym[:-1][same]))
 
 
+def _write_object(fs: pafs.FileSystem, path: str, payload: bytes) -> None:
+    """Write one object so that readers see all of it or none: temp file + rename on a local
+    filesystem; a single PUT on object stores (an object appears only when its upload completes)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with fs.open_output_stream(tmp) as f:
+            f.write(payload)
+        fs.move(tmp, path)
+    else:
+        with fs.open_output_stream(path) as f:
+            f.write(payload)
+
+
 def _first_dates_of(table: pa.Table) -> dict[str, str]:
     """``{symbol: ISO date of its first row}`` of a table with ``date`` (date32) and ``symbol``."""
     grouped = table.select(["symbol", "date"]).group_by("symbol").aggregate([("date", "min")])
@@ -466,17 +480,8 @@ class Dataset:
         return first
 
     def _put_atomic(self, rel: str, payload: bytes) -> None:
-        path = posixpath.join(self.path, rel)
         try:
-            self.fs.create_dir(posixpath.dirname(path), recursive=True) if self._is_local else None
-            if self._is_local:
-                tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-                with self.fs.open_output_stream(tmp) as f:
-                    f.write(payload)
-                self.fs.move(tmp, path)
-            else:
-                with self.fs.open_output_stream(path) as f:
-                    f.write(payload)
+            _write_object(self.fs, posixpath.join(self.path, rel), payload)
         except OSError as exc:
             raise LakeError(f"lake dataset {self.uri}: cannot write {rel}: {exc}") from exc
 
@@ -494,10 +499,6 @@ class Dataset:
             self.fs.delete_file(posixpath.join(self.path, rel))
         except OSError:
             logger.debug("lake %s: could not delete retired file %s", self.uri, rel)
-
-    @property
-    def _is_local(self) -> bool:
-        return isinstance(self.fs, pafs.LocalFileSystem)
 
 
 class Lake:
@@ -583,17 +584,8 @@ class Lake:
     # -- reports ----------------------------------------------------------------------------------
     def put_bytes(self, rel: str, payload: bytes) -> str:
         """Write one object under the lake root (atomic); returns its URI."""
-        path = posixpath.join(self.root, rel)
         try:
-            if isinstance(self.fs, pafs.LocalFileSystem):
-                self.fs.create_dir(posixpath.dirname(path), recursive=True)
-                tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-                with self.fs.open_output_stream(tmp) as f:
-                    f.write(payload)
-                self.fs.move(tmp, path)
-            else:
-                with self.fs.open_output_stream(path) as f:
-                    f.write(payload)
+            _write_object(self.fs, posixpath.join(self.root, rel), payload)
         except OSError as exc:
             raise LakeError(f"lake {self.uri}: cannot write {rel}: {exc}") from exc
         return f"{self.uri.rstrip('/')}/{rel}"

@@ -178,6 +178,8 @@ def train_task(data: TaskData, task: RollingTask, *, num_threads: int = 1) -> Tr
     pipeline = ProcessorPipeline.from_specs([p.model_dump() for p in task.processors])
     train = pipeline.fit_transform_learn(data.train, feature_cols, data.label)
     valid = pipeline.transform_learn(data.valid, feature_cols, data.label)
+    # a NaN label is never learnable: drop it even when a strategy lists no DropnaLabel
+    train, valid = train[train[data.label].notna()], valid[valid[data.label].notna()]
     if train.empty or valid.empty:
         which = "train" if train.empty else "valid"
         raise TrainingError(f"task {task.task_id}: the {which} segment has no labelled rows after processing")

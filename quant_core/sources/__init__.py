@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
@@ -170,14 +170,13 @@ def parse_source(spec: str, resolve: Resolver | None = None) -> Source:
 
 
 def _as_date(value: object, *, what: str, spec: str) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
+    from quant_core.calendar import to_date
+    from quant_core.errors import CalendarError
+
+    if isinstance(value, date | str):
         try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
+            return to_date(value)
+        except CalendarError:
             pass
     raise SourceError(f"{spec}: {what} {value!r} is not a date (use datetime.date or YYYY-MM-DD)")
 
