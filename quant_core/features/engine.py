@@ -385,13 +385,13 @@ def evaluate_plan(
     panel.plan(expressions, plan.first_day)
     # column-major, so each feature is written contiguously and pandas takes the block as is
     out = _output_block(len(plan.flat), len(names))
-    row = np.full(panel.exists.shape, -1, dtype=np.int64)  # output row of each panel cell
-    row.reshape(-1)[plan.flat] = np.arange(len(plan.flat))
+    # output rows are sorted by (date, symbol), and the panel's symbols are in the same order
+    layout = kernels.output_layout(plan.flat, panel.exists.shape)
     with kernels.parallel(feature_threads(threads)):
         for j, expr in enumerate(expressions):
             value = panel.value(expr)
             if isinstance(value, np.ndarray):
-                kernels.gather(value, row, plan.first_day, out[:, j])
+                kernels.gather(value, layout, plan.first_day, out[:, j])
             else:  # a constant feature
                 out[:, j] = value
     frame = pd.DataFrame(out, columns=list(names), copy=False)

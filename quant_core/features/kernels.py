@@ -6,7 +6,9 @@ therefore a pure function of the inputs in ``[t - n + 1, t]`` and comes out bit 
 whatever day the panel starts on. That is what makes an incremental computation from a
 ``hist_ref`` buffer equal the full recompute (``docs/features.md`` explains the choice). The only
 exception is :func:`rolling_quantile`, which keeps a sorted copy of the window; a sorted multiset
-does not depend on the order it was built in, so it has the same property.
+does not depend on the order it was built in, so it has the same property. Window *counts* (and
+OLS's sums of observed positions) come from running integer counts: integers are exact, so they
+have it too. Float data is never summed in a running way.
 
 Conventions shared by all kernels:
 
@@ -124,21 +126,25 @@ def _moments(
     lo_b = np.empty(_BLOCK)
     mu_b = np.empty(_BLOCK)
     ss_b = np.empty(_BLOCK)
+    seen = np.empty(m + n, dtype=np.int64)  # seen[k]: observations among val[:k]
     for s in range(n_sym):
         _load(x[s], base, 0, val, ok)
+        # window counts from a running count of observations: integers, exact whatever the start
+        seen[0] = 0
+        for k in range(m + n - 1):
+            seen[k + 1] = seen[k] + (1 if ok[k] else 0)
         for i0 in range(0, m, _BLOCK):
             i1 = min(i0 + _BLOCK, m)
             nb = i1 - i0
             acc = acc_b[:nb]
             cnt = cnt_b[:nb]
             acc[:] = 0.0
-            cnt[:] = 0.0
+            for i in range(nb):
+                cnt[i] = float(seen[i0 + i + n] - seen[i0 + i])
             for j in range(n):
                 v = val[i0 + j : i1 + j]
-                o = ok[i0 + j : i1 + j]
                 for i in range(nb):
                     acc[i] += v[i]
-                    cnt[i] += 1.0 if o[i] else 0.0
             for i in range(nb):
                 c = cnt[i]
                 if c == 0.0:
@@ -164,10 +170,6 @@ def _moments(
                 for i in range(nb):
                     d = v[i] - mu[i]
                     ss[i] += d * d if o[i] else 0.0
-            for j in range(n):
-                v = val[i0 + j : i1 + j]
-                o = ok[i0 + j : i1 + j]
-                for i in range(nb):
                     hi[i] = max(hi[i], v[i]) if o[i] else hi[i]
                     lo[i] = min(lo[i], v[i]) if o[i] else lo[i]
             for i in range(nb):
@@ -342,16 +344,25 @@ def _quantiles(x: FloatPanel, n: int, qs: FloatPanel, t0: int, out: npt.NDArray[
             if t - n >= t_first:
                 old = x[s, t - n]
                 if not math.isnan(old):
-                    i = np.searchsorted(buf[:m], old)
-                    for j in range(i, m - 1):
+                    # the first j with buf[j] >= old (np.searchsorted, side="left"), then close the gap
+                    lo, hi = 0, m
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if buf[mid] < old:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    for j in range(lo, m - 1):
                         buf[j] = buf[j + 1]
                     m -= 1
             new = x[s, t]
             if not math.isnan(new):
-                i = np.searchsorted(buf[:m], new)
-                for j in range(m, i, -1):
+                # insert before the first j with buf[j] >= new (side="left"), shifting as it scans
+                j = m
+                while j > 0 and buf[j - 1] >= new:
                     buf[j] = buf[j - 1]
-                buf[i] = new
+                    j -= 1
+                buf[j] = new
                 m += 1
             if t < t0:
                 continue
@@ -403,8 +414,16 @@ def _ols(
     sxx_b = np.empty(_BLOCK)
     sxy_b = np.empty(_BLOCK)
     syy_b = np.empty(_BLOCK)
+    seen = np.empty(m + n, dtype=np.int64)  # seen[k]: observations among val[:k]
+    wseen = np.empty(m + n, dtype=np.int64)  # wseen[k]: sum of k' over observed k' < k
     for s in range(n_sym):
         _load(y[s], base, 0, val, ok)
+        # counts and sums of positions are integers: running sums of them are exact
+        seen[0] = 0
+        wseen[0] = 0
+        for k in range(m + n - 1):
+            seen[k + 1] = seen[k] + (1 if ok[k] else 0)
+            wseen[k + 1] = wseen[k] + (k if ok[k] else 0)
         for i0 in range(0, m, _BLOCK):
             i1 = min(i0 + _BLOCK, m)
             nb = i1 - i0
@@ -418,18 +437,18 @@ def _ols(
             sxx = sxx_b[:nb]
             sxy = sxy_b[:nb]
             syy = syy_b[:nb]
-            cnt[:] = 0.0
-            sx[:] = 0.0
             sy[:] = 0.0
             hi[:] = -np.inf
             lo[:] = np.inf
+            for i in range(nb):
+                # position in the window: today is n, the oldest (day w) 1
+                w = i0 + i
+                c = seen[w + n] - seen[w]
+                cnt[i] = float(c)
+                sx[i] = float(wseen[w + n] - wseen[w] - (w - 1) * c)
             for j in range(n):
-                px = float(j + 1)  # position in the window: today is n, the oldest 1
                 v = val[i0 + j : i1 + j]
-                o = ok[i0 + j : i1 + j]
                 for i in range(nb):
-                    cnt[i] += 1.0 if o[i] else 0.0
-                    sx[i] += px if o[i] else 0.0
                     sy[i] += v[i]
             for i in range(nb):
                 xm[i] = sx[i] / cnt[i] if cnt[i] > 0.0 else 0.0
@@ -493,9 +512,13 @@ def _corr(xa: FloatPanel, xb: FloatPanel, n: int, t0: int, out: FloatPanel) -> N
     oa = np.empty(m + n - 1, dtype=np.bool_)
     ob = np.empty(m + n - 1, dtype=np.bool_)
     buf = np.empty((15, _BLOCK))
+    seen = np.empty(m + n, dtype=np.int64)  # seen[k]: days observed on side a among va[:k]
     for s in range(n_sym):
         _load(xa[s], base, 0, va, oa)
         _load(xb[s], base, 0, vb, ob)
+        seen[0] = 0
+        for k in range(m + n - 1):
+            seen[k + 1] = seen[k] + (1 if oa[k] else 0)
         for i0 in range(0, m, _BLOCK):
             i1 = min(i0 + _BLOCK, m)
             nb = i1 - i0
@@ -514,6 +537,55 @@ def _corr(xa: FloatPanel, xb: FloatPanel, n: int, t0: int, out: FloatPanel) -> N
             ss_b = buf[12, :nb]
             saa = buf[13, :nb]
             sbb = buf[14, :nb]
+            # Usually both sides are observed on the same days throughout the block. Then every
+            # lane's own-side sums are the very same additions as its pair sums (a day missing
+            # on both adds 0.0 either way), so cnt_a = cnt_b = cnt, mean_a = ma, ss_a = saa, ...
+            # bit for bit, and only the pair sums need computing.
+            same = True
+            for k in range(i0, i1 + n - 1):
+                if oa[k] != ob[k]:
+                    same = False
+                    break
+            if same:
+                buf[:7, :nb] = 0.0
+                for i in range(nb):  # integer counts, exact whatever the start
+                    cnt[i] = float(seen[i0 + i + n] - seen[i0 + i])
+                for j in range(n):
+                    x1 = va[i0 + j : i1 + j]
+                    x2 = vb[i0 + j : i1 + j]
+                    for i in range(nb):
+                        sa[i] += x1[i]
+                        sb[i] += x2[i]
+                for i in range(nb):
+                    ma[i] = sa[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+                    mb[i] = sb[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+                sab = sum_a
+                buf[11:15, :nb] = 0.0
+                sab[:] = 0.0
+                for j in range(n):
+                    x1 = va[i0 + j : i1 + j]
+                    x2 = vb[i0 + j : i1 + j]
+                    o1 = oa[i0 + j : i1 + j]
+                    for i in range(nb):
+                        d1 = x1[i] - ma[i]
+                        d2 = x2[i] - mb[i]
+                        saa[i] += d1 * d1 if o1[i] else 0.0
+                        sbb[i] += d2 * d2 if o1[i] else 0.0
+                        sab[i] += d1 * d2 if o1[i] else 0.0
+                for i in range(nb):
+                    t = a + i0 + i
+                    if cnt[i] < 2.0:
+                        out[s, t] = np.nan
+                        continue
+                    if (
+                        math.sqrt(saa[i] / (cnt[i] - 1.0)) <= NEAR_ZERO_STD
+                        or math.sqrt(sbb[i] / (cnt[i] - 1.0)) <= NEAR_ZERO_STD
+                    ):
+                        out[s, t] = np.nan
+                        continue
+                    den = math.sqrt(saa[i] * sbb[i])
+                    out[s, t] = np.nan if den == 0.0 else sab[i] / den
+                continue
             buf[:7, :nb] = 0.0
             # pass 1: means of each side on its own observations (for Qlib's std mask) and of
             # the pairs observed on both sides (for the correlation)
@@ -575,36 +647,36 @@ def _corr(xa: FloatPanel, xb: FloatPanel, n: int, t0: int, out: FloatPanel) -> N
 
 # -- gathering output rows -------------------------------------------------------------------------
 #
-# Output rows are sorted by (date, symbol), the panel by (symbol, date): a transpose. Reading
-# the panel in blocks of days keeps both sides in cache.
+# Output rows are sorted by (date, symbol), the panel by (symbol, date): a transpose. The output
+# rows of day ``d`` are ``day_start[d] .. day_start[d + 1] - 1``, one per present cell of that
+# day, in symbol order, so a running counter per day finds each cell's row: the kernel reads a
+# one-byte presence mask instead of an 8-byte row index per cell. Reading the panel in blocks of
+# days keeps both sides in cache.
 
 _GATHER_DAYS = 32
 
 
 @njit(**_JIT)  # type: ignore[untyped-decorator]
-def _gather(value: FloatPanel, row: IntVector, d_lo: int, d_hi: int, out: npt.NDArray[np.float32]) -> None:
-    n_sym = value.shape[0]
-    for b0 in range(d_lo, d_hi, _GATHER_DAYS):
-        b1 = min(b0 + _GATHER_DAYS, d_hi)
-        for s in range(n_sym):
-            for d in range(b0, b1):
-                r = row[s, d]
-                if r >= 0:
-                    out[r] = value[s, d]  # float64 -> float32: round to nearest, as numpy's astype
-
-
-@njit(**_JIT)  # type: ignore[untyped-decorator]
-def _gather32(
-    value: npt.NDArray[np.float32], row: IntVector, d_lo: int, d_hi: int, out: npt.NDArray[np.float32]
+def _gather(
+    value: npt.NDArray[Any],
+    present: npt.NDArray[np.uint8],
+    day_start: IntVector,
+    d_lo: int,
+    d_hi: int,
+    out: npt.NDArray[np.float32],
 ) -> None:
     n_sym = value.shape[0]
+    buf = np.empty(n_sym, dtype=np.float32)
     for b0 in range(d_lo, d_hi, _GATHER_DAYS):
         b1 = min(b0 + _GATHER_DAYS, d_hi)
-        for s in range(n_sym):
-            for d in range(b0, b1):
-                r = row[s, d]
-                if r >= 0:
-                    out[r] = value[s, d]
+        for d in range(b0, b1):
+            # compact the day's present cells without a branch, then copy them out in one run
+            r = 0
+            for s in range(n_sym):
+                buf[r] = value[s, d]  # float64 -> float32: round to nearest, as numpy's astype
+                r += present[s, d]
+            lo = day_start[d]
+            out[lo : lo + r] = buf[:r]
 
 
 # -- running kernels on several threads ------------------------------------------------------------
@@ -797,19 +869,37 @@ def rolling_corr(a: InPanel, b: InPanel, n: int, t0: int = 0) -> FloatPanel:
     return out
 
 
-def gather(value: npt.NDArray[Any], row: IntVector, first_day: int, out: npt.NDArray[np.float32]) -> None:
-    """``out[row[s, d]] = float32(value[s, d])`` for every panel cell with ``row[s, d] >= 0`` (the
-    output row of that cell) and ``d >= first_day``; float64 is rounded as numpy's ``astype``."""
+def output_layout(
+    flat: IntVector, shape: tuple[int, int]
+) -> tuple[npt.NDArray[np.uint8], IntVector]:
+    """The layout :func:`gather` needs for output rows sorted by (day, symbol) whose cells are
+    ``flat`` (flat indices into a ``(symbols, days)`` panel of ``shape``): the presence mask of
+    output cells and ``day_start[d]``, the first output row of day ``d`` (length ``days + 1``)."""
+    n_sym, n_days = shape
+    present = np.zeros(shape, dtype=np.uint8)
+    present.reshape(-1)[flat] = 1
+    day_start = np.zeros(n_days + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat % n_days, minlength=n_days), out=day_start[1:])
+    return present, day_start
+
+
+def gather(
+    value: npt.NDArray[Any],
+    layout: tuple[npt.NDArray[np.uint8], IntVector],
+    first_day: int,
+    out: npt.NDArray[np.float32],
+) -> None:
+    """``out[r] = float32(value[s, d])`` for every output cell ``(s, d)`` with ``d >= first_day``,
+    ``r`` its output row (see :func:`output_layout`); float64 is rounded as numpy's ``astype``."""
+    present, day_start = layout
     if value.dtype == np.float32:
         values: npt.NDArray[Any] = np.ascontiguousarray(value)
-        kernel: Any = _gather32
     else:
         values = np.ascontiguousarray(value, dtype=np.float64)
-        kernel = _gather
     n_days = value.shape[1] - first_day
 
     def run(lo: int, hi: int) -> None:
-        kernel(values, row, first_day + lo, first_day + hi, out)
+        _gather(values, present, day_start, first_day + lo, first_day + hi, out)
 
     _run(run, n_days, value.shape[0] * n_days * 4)
 
