@@ -713,10 +713,7 @@ class ProcessorPipeline:
         """
         cols, label = self._resolve(feature_cols, label_col, check_label=True)
         self._check_frame(frame, cols, label, "learn")
-        out = frame
-        for proc in self._processors:
-            out = proc.transform(out, cols, label)
-        return out if out is not frame else frame.copy(deep=False)
+        return self._apply(frame, cols, label, self._processors)
 
     def transform_infer(self, frame: pd.DataFrame, feature_cols: Sequence[str] | None = None) -> pd.DataFrame:
         """Process inference data: skips learn-only and label-group processors.
@@ -732,10 +729,16 @@ class ProcessorPipeline:
         """
         cols, label = self._resolve(feature_cols, None, check_label=False)
         self._check_frame(frame, cols, None, "infer")
+        return self._apply(frame, cols, label, [p for p in self._processors if p.applies_at_inference])
+
+    @staticmethod
+    def _apply(
+        frame: pd.DataFrame, cols: Sequence[str], label: str | None, processors: Sequence[Processor]
+    ) -> pd.DataFrame:
+        """Run processors in order; always return a new frame (never the caller's object)."""
         out = frame
-        for proc in self._processors:
-            if proc.applies_at_inference:
-                out = proc.transform(out, cols, label)
+        for proc in processors:
+            out = proc.transform(out, cols, label)
         return out if out is not frame else frame.copy(deep=False)
 
     # -- serialisation --------------------------------------------------------------------------------

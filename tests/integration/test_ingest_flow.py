@@ -142,7 +142,7 @@ def test_bad_values_fail_validation_and_leave_the_lake_unchanged(case: str, base
     # the range includes the weekend so a weekend row reaches the gate (sources filter the range)
     code, out = cli("ingest", "--source", f"csv:{src}", "--start", "2021-03-01", "--end", "2021-03-07", "--lake", str(base_lake))
     assert code == 1, out
-    assert "error:" in out and "drop.csv" in out or "csv:" in out
+    assert "error:" in out and ("drop.csv" in out or "csv:" in out)
     assert __import__("re").search(pattern, out, flags=__import__("re").I | __import__("re").S), out
     assert data_snapshot(base_lake) == before
     assert list((base_lake / "reports").rglob("report.json")), "the failure report goes to reports/"
