@@ -82,6 +82,15 @@ class _Bars:
     frame: pd.DataFrame
 
 
+def _sorted_codes(
+    codes: npt.NDArray[np.intp], names: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any]]:
+    """Codes into ``names`` re-coded into the sorted distinct names (two values of ``names`` may
+    be the same string, e.g. ``1`` and ``"1"``: they become one symbol)."""
+    symbols, inverse = np.unique(names.astype(str), return_inverse=True)
+    return inverse[codes], symbols.astype(object)
+
+
 def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
     if not isinstance(bars, pd.DataFrame):
         raise FeatureInputError(f"{source}: bars must be a pandas DataFrame, got {type(bars).__name__}")
@@ -97,11 +106,14 @@ def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
     if np.isnat(days).any():
         row = int(np.flatnonzero(np.isnat(days))[0])
         raise FeatureInputError(f"{source}: column 'date' is empty at row {row}")
-    if bars["symbol"].isna().any():
-        row = int(np.flatnonzero(bars["symbol"].isna().to_numpy())[0])
-        raise FeatureInputError(f"{source}: column 'symbol' is empty at row {row}")
     day_codes, calendar = pd.factorize(days, sort=True)
-    sym_codes, symbols = pd.factorize(bars["symbol"].astype(str), sort=True)
+    # factorize first (a missing symbol gets code -1), then make the few distinct symbols strings
+    sym_codes, uniques = pd.factorize(bars["symbol"], sort=False)
+    if (sym_codes < 0).any():
+        row = int(np.flatnonzero(sym_codes < 0)[0])
+        raise FeatureInputError(f"{source}: column 'symbol' is empty at row {row}")
+    names = np.asarray([str(u) for u in uniques], dtype=object)
+    sym_codes, symbols = _sorted_codes(sym_codes, names)
     day = day_codes.astype(np.int64)
     sym = sym_codes.astype(np.int64)
     key = sym * len(calendar) + day
@@ -310,7 +322,7 @@ def plan_panel(
     n_days = c1 - c0 + 1
 
     # only symbols with an output row enter the panel
-    sym_used = np.unique(idx.sym[out_rows])
+    sym_used = np.flatnonzero(np.bincount(idx.sym[out_rows], minlength=len(idx.symbols)))
     remap = np.full(len(idx.symbols), -1, dtype=np.int64)
     remap[sym_used] = np.arange(len(sym_used))
     n_sym = len(sym_used)

@@ -591,3 +591,13 @@ def test_bars_after_t_change_no_feature_up_to_t(
         changed = pd.concat([golden_bars, extra], ignore_index=True)
     out = compute_features(changed.reset_index(drop=True), ALPHA158)
     assert_identical(rows_between(out, calendar[0], cut), rows_between(full, calendar[0], cut))
+
+
+def test_symbols_are_strings_and_a_missing_one_is_named_by_row() -> None:
+    bars = make_bars({"B": [1.0, 2.0], "A": [3.0, 4.0]})
+    out = compute_features(bars, FeatureSet.from_pairs("t", [("X", "$close")]))
+    assert list(out["symbol"]) == ["A", "B", "A", "B"]
+    bad = bars.copy()
+    bad.loc[2, "symbol"] = None
+    with pytest.raises(FeatureInputError, match="column 'symbol' is empty at row 2"):
+        compute_features(bad, FeatureSet.from_pairs("t", [("X", "$close")]))
