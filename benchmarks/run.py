@@ -1,8 +1,12 @@
 """Benchmark harness: one command, prints a table, writes JSON.
 
-    .venv/bin/python -m benchmarks.run [--only NAME ...] [--symbols 500] [--years 10] [--out benchmarks/out]
+    .venv/bin/python -m benchmarks.run [--only NAME ...] [--symbols 500] [--years 10] [--repeat 1]
+        [--out benchmarks/out]
 
 Each case runs in its own subprocess so its peak RSS is its own. Run with nothing else on the machine.
+With ``--repeat N`` the selected cases run N rounds, interleaved (a, b, a, b, ...): a case's result
+is its median run, and the qonline/Qlib ratios are taken within each round, then their median is
+reported with the range, so a slow minute of the machine hits both sides.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,6 +123,9 @@ def features_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     lake = Lake(str(work / "lake"))
     fs = get_feature_set("alpha158")
     cal = lake.calendar()
+    # every run writes a fresh feature dataset (a rerun would otherwise replace existing months)
+    for folder in ("features", "labels"):
+        shutil.rmtree(work / "lake" / folder, ignore_errors=True)
     # compile/load the numba kernels outside the timing (cached on disk after the first run)
     compute_features(lake.read_bars(cal[0], cal[5]), fs)
     t0 = time.perf_counter()
@@ -269,6 +278,7 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=500)
     ap.add_argument("--years", type=int, default=10)
     ap.add_argument("--train-tasks", type=int, default=4, help="rolling tasks trained by the training cases")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the selected cases, interleaved")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--child", default=None)
@@ -278,16 +288,23 @@ def main() -> None:
         return
     work = a.work or Path(tempfile.mkdtemp(prefix="qonline-bench-"))
     names = a.only or list(CASES)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for _ in range(max(1, a.repeat)):
+        for name in names:
+            cmd = [sys.executable, "-m", "benchmarks.run", "--child", name, "--work", str(work),
+                   "--symbols", str(a.symbols), "--years", str(a.years), "--train-tasks", str(a.train_tasks)]
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
+            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode != 0 or not line:
+                print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+                raise SystemExit(f"benchmark {name} failed")
+            runs[name].append(json.loads(line[-1][7:]))
     results: dict[str, Any] = {}
-    for name in names:
-        cmd = [sys.executable, "-m", "benchmarks.run", "--child", name, "--work", str(work),
-               "--symbols", str(a.symbols), "--years", str(a.years), "--train-tasks", str(a.train_tasks)]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-            raise SystemExit(f"benchmark {name} failed")
-        results[name] = json.loads(line[-1][7:])
+    for name, done in runs.items():
+        ranked = sorted(done, key=lambda r: r["total_s"])
+        results[name] = dict(ranked[(len(ranked) - 1) // 2])  # the median run (lower middle)
+        if len(done) > 1:
+            results[name]["runs_total_s"] = [round(r["total_s"], 3) for r in done]
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "symbols": a.symbols, "years": a.years,
             "command": " ".join(sys.argv)}
@@ -301,12 +318,17 @@ def main() -> None:
                           if k not in ("rows", "total_s", "peak_rss_mb"))
         print(f"{name:<16} {r.get('rows', ''):>10} {r['total_s']:>9.3f} {r['peak_rss_mb']:>9.0f}  {extra}")
     if "features_full" in results and "qlib_alpha158" in results:
-        q, o = results["qlib_alpha158"]["total_s"], results["features_full"]
-        ratio, ratio_compute = q / o["total_s"], q / o["compute_s"]
-        print(f"Alpha158 full recompute: qonline (read + compute + write) is {ratio:.1f}x faster than Qlib's "
-              f"Alpha158 handler; compute alone {ratio_compute:.1f}x")
-        results["ratio_qlib_over_qonline_features"] = ratio
-        results["ratio_qlib_over_qonline_compute"] = ratio_compute
+        pairs = list(zip(runs["qlib_alpha158"], runs["features_full"], strict=True))
+        ratios = {
+            "features": [q["total_s"] / o["total_s"] for q, o in pairs],  # read + compute + write
+            "read_compute": [q["total_s"] / (o["read_bars_s"] + o["compute_s"]) for q, o in pairs],
+            "compute": [q["total_s"] / o["compute_s"] for q, o in pairs],
+        }
+        for what, values in ratios.items():
+            results[f"ratio_qlib_over_qonline_{what}"] = statistics.median(values)
+            results[f"ratio_qlib_over_qonline_{what}_range"] = [min(values), max(values)]
+        print("Alpha158 full recompute, Qlib's handler time / qonline's (median of the rounds, range): "
+              + "; ".join(f"{what} {statistics.median(v):.1f}x ({min(v):.1f}-{max(v):.1f})" for what, v in ratios.items()))
         (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     if "train_sequential" in results and "train_parallel" in results:
         seq, par = results["train_sequential"], results["train_parallel"]
