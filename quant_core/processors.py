@@ -278,7 +278,23 @@ class DropnaLabel(Processor):
         return frame.loc[keep].copy(deep=False)
 
 
-class CSZScoreNorm(Processor):
+class _CrossSectional(Processor):
+    """A processor that works on each date's cross-section of its columns."""
+
+    def _cross_section(
+        self, frame: pd.DataFrame, feature_cols: Sequence[str], label_col: str | None
+    ) -> tuple[pd.DataFrame, np.ndarray[Any, Any]] | None:
+        """The group's columns as float64 and each row's date key; ``None`` if the group has no
+        columns (the frame's columns and date key are checked either way)."""
+        cols = self.columns(feature_cols, label_col)
+        _require_columns(frame, cols, self.name)
+        key = _date_key(frame, self.name)
+        if not cols:
+            return None
+        return _as_float64(frame, cols, self.name), key
+
+
+class CSZScoreNorm(_CrossSectional):
     """Cross-sectional z-score per date.
 
     ``method="zscore"``: ``(x - mean) / std`` with ``ddof=1`` over the date's non-NaN values, so a
@@ -305,12 +321,10 @@ class CSZScoreNorm(Processor):
 
     def transform(self, frame: pd.DataFrame, feature_cols: Sequence[str], label_col: str | None) -> pd.DataFrame:
         """Normalise each date's cross-section of the group's columns."""
-        cols = self.columns(feature_cols, label_col)
-        _require_columns(frame, cols, self.name)
-        key = _date_key(frame, self.name)
-        if not cols:
+        section = self._cross_section(frame, feature_cols, label_col)
+        if section is None:
             return frame.copy(deep=False)
-        values = _as_float64(frame, cols, self.name)
+        values, key = section
         if self.method == "zscore":
             grouped = values.groupby(key, sort=False)
             result = (values - grouped.transform("mean")) / grouped.transform("std")
@@ -321,7 +335,7 @@ class CSZScoreNorm(Processor):
         return _replace_columns(frame, result)
 
 
-class CSRankNorm(Processor):
+class CSRankNorm(_CrossSectional):
     """Cross-sectional rank per date: ``(pct_rank - 0.5) * 3.46``.
 
     ``pct_rank`` is the average rank of ties divided by the date's count of non-NaN values; NaN
@@ -342,12 +356,10 @@ class CSRankNorm(Processor):
 
     def transform(self, frame: pd.DataFrame, feature_cols: Sequence[str], label_col: str | None) -> pd.DataFrame:
         """Rank-normalise each date's cross-section of the group's columns."""
-        cols = self.columns(feature_cols, label_col)
-        _require_columns(frame, cols, self.name)
-        key = _date_key(frame, self.name)
-        if not cols:
+        section = self._cross_section(frame, feature_cols, label_col)
+        if section is None:
             return frame.copy(deep=False)
-        values = _as_float64(frame, cols, self.name)
+        values, key = section
         ranks = values.groupby(key, sort=False).rank(method="average", pct=True, na_option="keep")
         return _replace_columns(frame, (ranks - 0.5) * RANK_SCALE)
 

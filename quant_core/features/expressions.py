@@ -491,6 +491,9 @@ class _Rolling(Expr):
     x: Expr
     n: int
     op_name: ClassVar[str] = ""
+    #: Operators of one kind over the same input and window share a kernel call (see
+    #: :func:`evaluate_fused`); ``None``: computed alone.
+    fusion_kind: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "x", as_expr(self.x))
@@ -504,6 +507,10 @@ class _Rolling(Expr):
     @property
     def own_lookback(self) -> int:
         return self.n - 1
+
+    @property
+    def fusion_key(self) -> tuple[object, ...] | None:
+        return None if self.fusion_kind is None else (self.fusion_kind, self.x, self.n)
 
     def evaluate(self, ctx: EvalContext) -> Value:
         return self._kernel(ctx, _kernel_input(ctx, ctx.value(self.x)))
@@ -520,10 +527,7 @@ class Mean(_Rolling):
     """Mean of the window's observations."""
 
     op_name: ClassVar[str] = "Mean"
-
-    @property
-    def fusion_key(self) -> tuple[object, ...] | None:
-        return ("moments", self.x, self.n)
+    fusion_kind: ClassVar[str | None] = "moments"
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_mean(x, self.n, ctx.needed_from(self))
@@ -534,10 +538,7 @@ class Sum(_Rolling):
     """Sum of the window's observations (NaN if there are none)."""
 
     op_name: ClassVar[str] = "Sum"
-
-    @property
-    def fusion_key(self) -> tuple[object, ...] | None:
-        return ("moments", self.x, self.n)
+    fusion_kind: ClassVar[str | None] = "moments"
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_sum(x, self.n, ctx.needed_from(self))
@@ -548,10 +549,7 @@ class Std(_Rolling):
     """Sample standard deviation (ddof=1): NaN with fewer than two observations."""
 
     op_name: ClassVar[str] = "Std"
-
-    @property
-    def fusion_key(self) -> tuple[object, ...] | None:
-        return ("moments", self.x, self.n)
+    fusion_kind: ClassVar[str | None] = "moments"
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_std(x, self.n, ctx.needed_from(self))
@@ -593,10 +591,7 @@ class Slope(_Rolling):
     """OLS slope of the observations on their positions 1..n in the window (today at n)."""
 
     op_name: ClassVar[str] = "Slope"
-
-    @property
-    def fusion_key(self) -> tuple[object, ...] | None:
-        return ("ols", self.x, self.n)
+    fusion_kind: ClassVar[str | None] = "ols"
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_slope(x, self.n, ctx.needed_from(self))
@@ -607,10 +602,7 @@ class Rsquare(_Rolling):
     """R² of that OLS fit; NaN where the window's std is within 2e-5 of 0."""
 
     op_name: ClassVar[str] = "Rsquare"
-
-    @property
-    def fusion_key(self) -> tuple[object, ...] | None:
-        return ("ols", self.x, self.n)
+    fusion_kind: ClassVar[str | None] = "ols"
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_rsquare(x, self.n, ctx.needed_from(self))
@@ -621,10 +613,7 @@ class Resi(_Rolling):
     """Today's value minus the OLS fit at today's position; NaN if today is NaN."""
 
     op_name: ClassVar[str] = "Resi"
-
-    @property
-    def fusion_key(self) -> tuple[object, ...] | None:
-        return ("ols", self.x, self.n)
+    fusion_kind: ClassVar[str | None] = "ols"
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_resi(x, self.n, ctx.needed_from(self))
@@ -661,16 +650,13 @@ class Quantile(_Rolling):
 
     q: float = 0.5
     op_name: ClassVar[str] = "Quantile"
+    fusion_kind: ClassVar[str | None] = "quantile"
 
     def __post_init__(self) -> None:
         _Rolling.__post_init__(self)
         if isinstance(self.q, bool) or not isinstance(self.q, int | float) or not 0.0 <= self.q <= 1.0:
             raise FeatureSetError(f"Quantile: q must be a number in [0, 1], got {self.q!r}")
         object.__setattr__(self, "q", float(self.q))
-
-    @property
-    def fusion_key(self) -> tuple[object, ...] | None:
-        return ("quantile", self.x, self.n)
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_quantile(x, self.n, self.q, ctx.needed_from(self))
