@@ -16,11 +16,10 @@ Date semantics (shared with :mod:`quant_core.labels`):
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, TypeAlias
@@ -33,6 +32,7 @@ from quant_core.errors import QonlineError
 from quant_core.features import kernels
 from quant_core.features.expressions import Expr, Value, evaluate_fused
 from quant_core.features.feature_set import FeatureSet
+from quant_core.features.memory import OutputBlock
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +192,18 @@ class Panel:
         self._start = start
         cols = np.arange(n_days)
         self._exists = (cols[None, :] >= start[:, None]) & (cols[None, :] <= stop[:, None])
-        self._cache: dict[Expr, Value] = {}
-        self._left: Counter[Expr] = Counter()
-        self._uses: Counter[Expr] = Counter()
-        self._need: dict[Expr, int] = {}
-        self._fused: dict[Expr, tuple[Expr, ...]] = {}
+        # Sub-expressions are equal by structure, and hashing one hashes its whole subtree. So
+        # every node object is mapped once (by identity) to the number of its distinct
+        # expression; evaluation only looks up integers.
+        self._keys: dict[int, int] = {}  # id(node) -> key
+        self._distinct: dict[Expr, int] = {}  # expression -> key
+        self._nodes: list[Expr] = []  # key -> expression
+        self._alive: list[Expr] = []  # the other mapped objects, kept alive
+        self._uses: list[int] = []  # key -> how often its value will be asked for
+        self._need: list[int] = []  # key -> first day anyone needs its values
+        self._fused: dict[int, tuple[Expr, ...]] = {}
+        self._cache: dict[int, Value] = {}
+        self._left: dict[int, int] = {}
 
     @property
     def exists(self) -> npt.NDArray[np.bool_]:
@@ -209,62 +216,117 @@ class Panel:
     def field(self, name: str) -> npt.NDArray[Any]:
         return self._fields[name]
 
+    def _key(self, node: Expr) -> int:
+        key = self._keys.get(id(node))
+        if key is None:
+            key = self._distinct.get(node)
+            if key is None:
+                key = self._distinct[node] = len(self._nodes)
+                self._nodes.append(node)
+                self._uses.append(0)
+                self._need.append(_NOT_NEEDED)
+            self._keys[id(node)] = key
+            if self._nodes[key] is not node:
+                self._alive.append(node)  # an id in the map must not be reused
+        return key
+
     def plan(self, roots: Sequence[Expr], first_day: int = 0) -> None:
         """Count how often each distinct sub-expression will be asked for, and from which day on
         its values are needed (``first_day`` for the roots, earlier for what windows read)."""
-        order: list[Expr] = []  # post-order: children before parents
-        seen: set[Expr] = set()
+        order: list[int] = []  # post-order: children before parents
+        seen: set[int] = set()
+        visited: set[int] = set()  # node objects (by id) whose subtree has been mapped
 
-        def visit(node: Expr) -> None:
-            if node in seen:
-                return
-            seen.add(node)
+        def visit(node: Expr) -> int:
+            key = self._key(node)
+            if key in seen:
+                if id(node) not in visited:  # an equal subtree: map its objects too
+                    visited.add(id(node))
+                    for child in node.children:
+                        visit(child)
+                return key
+            seen.add(key)
+            visited.add(id(node))
             for child in node.children:
-                self._uses[child] += 1
-                visit(child)
-            order.append(node)
+                self._uses[visit(child)] += 1
+            order.append(key)
+            return key
 
         for root in roots:
-            self._uses[root] += 1
-            visit(root)
-            self._need[root] = first_day
-        for node in reversed(order):  # parents before children
-            need = self._need[node] - node.own_lookback
+            key = visit(root)
+            self._uses[key] += 1
+            self._need[key] = first_day
+        for key in reversed(order):  # parents before children
+            node = self._nodes[key]
+            need = self._need[key] - node.own_lookback
             for child in node.children:
-                self._need[child] = min(self._need.get(child, need), need)
+                c = self._key(child)
+                self._need[c] = min(self._need[c], need)
         groups: dict[tuple[object, ...], list[Expr]] = {}
-        for node in order:
-            key = node.fusion_key
-            if key is not None and node not in self._fused:
-                groups.setdefault(key, []).append(node)
+        for key in order:
+            node = self._nodes[key]
+            fusion = node.fusion_key
+            if fusion is not None and key not in self._fused:
+                groups.setdefault(fusion, []).append(node)
         for group in groups.values():
             if len(group) > 1:
                 for node in group:
-                    self._fused[node] = tuple(group)
+                    self._fused[self._key(node)] = tuple(group)
+
+    def tile(self, lo: int, hi: int) -> Panel:
+        """The symbols ``lo:hi`` of this panel (views of its fields), with this panel's plan.
+
+        Every expression is a function of one symbol's series, so a tile's values are exactly
+        the rows ``lo:hi`` of the whole panel's values, bit for bit.
+        """
+        sub = Panel.__new__(Panel)
+        sub._fields = {name: values[lo:hi] for name, values in self._fields.items()}
+        sub._start = self._start[lo:hi]
+        sub._exists = self._exists[lo:hi]
+        # the plan is shared (read only, and only extended for expressions it does not know)
+        sub._keys, sub._distinct = self._keys, self._distinct
+        sub._nodes, sub._alive = self._nodes, self._alive
+        sub._uses, sub._need = self._uses, self._need
+        sub._fused = dict(self._fused)  # consumed as groups are evaluated
+        sub._cache = {}
+        sub._left = {}
+        return sub
 
     def needed_from(self, expr: Expr) -> int:
-        return max(self._need.get(expr, 0), 0)
+        need = self._need[self._key(expr)]
+        return 0 if need == _NOT_NEEDED else max(need, 0)
 
     def value(self, expr: Expr) -> Value:
-        if expr in self._cache:
-            value = self._cache[expr]
-        elif expr in self._fused:
+        key = self._keys.get(id(expr))
+        if key is None:
+            key = self._key(expr)
+        cache, left = self._cache, self._left
+        if key in cache:
+            value = cache[key]
+        elif key in self._fused:
             # one kernel call for the whole group: the others wait in the cache for their turn
-            group = self._fused.pop(expr)
+            group = self._fused.pop(key)
             for node, node_value in zip(group, evaluate_fused(self, group), strict=True):
-                self._fused.pop(node, None)
-                self._cache[node] = node_value
-                self._left[node] = self._uses[node]
-            value = self._cache[expr]
+                k = self._key(node)
+                self._fused.pop(k, None)
+                cache[k] = node_value
+                left[k] = self._uses[k]
+            value = cache[key]
         else:
             value = expr.evaluate(self)
-            self._cache[expr] = value
-            self._left[expr] = self._uses[expr]
-        self._left[expr] -= 1
-        if self._left[expr] <= 0:
-            del self._cache[expr]
-            del self._left[expr]
+            cache[key] = value
+            left[key] = self._uses[key]
+        n = left[key] - 1
+        if n <= 0:
+            del cache[key]
+            del left[key]
+        else:
+            left[key] = n
         return value
+
+
+#: ``need`` of an expression nobody planned for.
+_NOT_NEEDED = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -292,12 +354,15 @@ def plan_panel(
     precision: Precision = "qlib",
     source: str = "features",
     observable_only: bool = False,
+    on_output_rows: Callable[[int], None] | None = None,
 ) -> PanelPlan:
     """Build the panel needed for the output rows ``start..end`` (inclusive).
 
     The panel covers ``lookback`` trading days before the first output date and ``lookahead``
     after the last one (as far as the calendar goes). With ``observable_only`` the output keeps
     only dates with ``lookahead`` further trading days in the calendar (labels).
+    ``on_output_rows(n)`` is called as soon as the number of output rows is known (before the
+    panels are built), e.g. to start allocating the output.
     """
     if precision not in PRECISIONS:
         raise FeatureInputError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
@@ -317,6 +382,8 @@ def plan_panel(
             f"{source}: no bars between {start or 'the first date'} and {end or 'the last date'} "
             f"(inclusive){why}; the bars cover {span}"
         )
+    if on_output_rows is not None:
+        on_output_rows(len(out_rows))
     c0 = max(0, int(idx.day[out_rows].min()) - lookback)
     c1 = min(n_cal - 1, int(idx.day[out_rows].max()) + lookahead)
     n_days = c1 - c0 + 1
@@ -366,46 +433,97 @@ def plan_panel(
     return PanelPlan(panel, out_day, out_sym, flat, first_day, idx.calendar, idx.symbols)
 
 
-#: Output blocks at least this large are mapped with transparent huge pages where the OS offers
-#: them: writing a fresh 750 MB block page by page costs more than computing some features.
-_HUGE_PAGE_MIN_BYTES = 64 << 20
+#: Large panels are evaluated in tiles of about this many cells (symbols x days), each tile
+#: on one thread from the first expression to the last: its intermediate panels stay in the
+#: core's cache, and the threads never wait for each other between kernel calls.
+_TILE_CELLS = 100_000
 
 
-def _output_block(n_rows: int, n_cols: int) -> npt.NDArray[np.float32]:
-    """An uninitialised ``(n_rows, n_cols)`` float32 array in column-major order."""
-    nbytes = n_rows * n_cols * 4
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if nbytes >= _HUGE_PAGE_MIN_BYTES and advice is not None:
-        try:
-            buffer = mmap.mmap(-1, nbytes)
-            buffer.madvise(advice)
-        except (OSError, ValueError):  # pragma: no cover - no anonymous mappings / huge pages here
-            pass
-        else:
-            return np.ndarray((n_rows, n_cols), dtype=np.float32, buffer=buffer, order="F")
-    return np.empty((n_rows, n_cols), dtype=np.float32, order="F")
+def _tiles(shape: tuple[int, int], threads: int) -> list[tuple[int, int]]:
+    n_sym, n_days = shape
+    n_tiles = min(n_sym, max(1, (n_sym * n_days) // _TILE_CELLS))
+    if n_tiles < 2 * threads:  # too small to share out evenly: split inside each kernel instead
+        return [(0, n_sym)]
+    edges = np.linspace(0, n_sym, n_tiles + 1).astype(np.int64)
+    return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _evaluate_tiles(
+    panel: Panel,
+    tiles: Sequence[tuple[int, int]],
+    expressions: Sequence[Expr],
+    layout: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]],
+    first_day: int,
+    block: OutputBlock,
+    threads: int,
+) -> npt.NDArray[np.float32]:
+    present, day_start = layout
+    constants: dict[int, float] = {}
+
+    def run(lo: int, hi: int) -> None:
+        sub = panel.tile(lo, hi)
+        rows = kernels.tile_rows(present, day_start, lo)
+        sub_layout = (present[lo:hi], rows)
+        out = block.array()
+        for j, expr in enumerate(expressions):
+            value = sub.value(expr)
+            if isinstance(value, np.ndarray):
+                kernels.gather(value, sub_layout, first_day, out[:, j])
+            else:  # a constant feature: written once below
+                constants[j] = float(value)
+
+    if threads <= 1:
+        for lo, hi in tiles:
+            run(lo, hi)
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qonline-tiles") as pool:
+            for future in [pool.submit(run, lo, hi) for lo, hi in tiles]:
+                future.result()
+    out = block.array()
+    for j, value in constants.items():
+        out[:, j] = value
+    return out
 
 
 def evaluate_plan(
-    plan: PanelPlan, names: Sequence[str], expressions: Sequence[Expr], *, threads: int | None = None
+    plan: PanelPlan,
+    names: Sequence[str],
+    expressions: Sequence[Expr],
+    *,
+    threads: int | None = None,
+    block: OutputBlock | None = None,
 ) -> pd.DataFrame:
     """Evaluate ``expressions`` on a planned panel: ``[date, symbol, *names]``, float32.
 
-    ``threads``: see :func:`feature_threads`; the result does not depend on it.
+    ``threads``: see :func:`feature_threads`; the result does not depend on it. ``block``: the
+    output block, if the caller started it early (see :func:`compute_features`).
     """
     panel = plan.panel
     panel.plan(expressions, plan.first_day)
     # column-major, so each feature is written contiguously and pandas takes the block as is
-    out = _output_block(len(plan.flat), len(names))
+    if block is None:
+        block = OutputBlock(len(plan.flat), len(names))
+    if block.shape != (len(plan.flat), len(names)):
+        raise ValueError(f"output block of shape {block.shape} for {len(plan.flat)} rows x {len(names)} features")
     # output rows are sorted by (date, symbol), and the panel's symbols are in the same order
     layout = kernels.output_layout(plan.flat, panel.exists.shape)
-    with kernels.parallel(feature_threads(threads)):
-        for j, expr in enumerate(expressions):
-            value = panel.value(expr)
-            if isinstance(value, np.ndarray):
-                kernels.gather(value, layout, plan.first_day, out[:, j])
-            else:  # a constant feature
-                out[:, j] = value
+    n_threads = feature_threads(threads)
+    tiles = _tiles(panel.exists.shape, n_threads)
+    out: npt.NDArray[np.float32] | None = None
+    if len(tiles) == 1:
+        with kernels.parallel(n_threads):
+            for j, expr in enumerate(expressions):
+                value = panel.value(expr)
+                if out is None:  # the first write: by now the background population is done
+                    out = block.array()
+                if isinstance(value, np.ndarray):
+                    kernels.gather(value, layout, plan.first_day, out[:, j])
+                else:  # a constant feature
+                    out[:, j] = value
+    else:
+        out = _evaluate_tiles(panel, tiles, expressions, layout, plan.first_day, block, n_threads)
+    if out is None:  # no expressions
+        out = block.array()
     frame = pd.DataFrame(out, columns=list(names), copy=False)
     frame.insert(0, "date", plan.calendar[plan.out_day].astype("datetime64[s]"))
     frame.insert(1, "symbol", plan.symbols[plan.out_sym])
@@ -457,6 +575,11 @@ def compute_features(
     if not isinstance(feature_set, FeatureSet):
         raise FeatureInputError(f"feature_set must be a FeatureSet, got {type(feature_set).__name__}")
     t0 = time.perf_counter()
+    blocks: list[OutputBlock] = []
+
+    def start_output(n_rows: int) -> None:  # populate the output while the panels are built
+        blocks.append(OutputBlock(n_rows, len(feature_set)))
+
     plan = plan_panel(
         bars,
         feature_set.fields,
@@ -466,8 +589,11 @@ def compute_features(
         first_dates=first_dates,
         precision=precision,
         source=f"features/{feature_set.name}",
+        on_output_rows=start_output,
     )
-    frame = evaluate_plan(plan, feature_set.names, feature_set.expressions, threads=threads)
+    frame = evaluate_plan(
+        plan, feature_set.names, feature_set.expressions, threads=threads, block=blocks[0] if blocks else None
+    )
     log.debug(
         "computed %d features x %d rows (%s) in %.2fs",
         len(feature_set),

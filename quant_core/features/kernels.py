@@ -337,14 +337,25 @@ def _quantiles(x: FloatPanel, n: int, qs: FloatPanel, t0: int, out: npt.NDArray[
     for k in range(n_q):
         out[k, :, :a] = np.nan
     buf = np.empty(n)
+    # where each quantile falls in a sorted window of m observations: buf[lo] + (buf[lo + 1] -
+    # buf[lo]) * frac, or buf[lo] when frac is 0 (pandas' linear interpolation)
+    lo_of = np.zeros((n_q, n + 1), dtype=np.int64)
+    frac_of = np.zeros((n_q, n + 1))
+    for k in range(n_q):
+        for mm in range(1, n + 1):
+            pos = qs[k] * (mm - 1)
+            lo_of[k, mm] = int(pos)
+            frac_of[k, mm] = pos - lo_of[k, mm]
     for s in range(n_sym):
         m = 0  # sorted observations of the current window live in buf[:m]
         t_first = max(t0 - n + 1, 0)  # fill the window before the first day wanted
         for t in range(t_first, n_t):
+            new = x[s, t]
+            gap = -1  # where the value leaving the window was taken out, if one was
             if t - n >= t_first:
                 old = x[s, t - n]
                 if not math.isnan(old):
-                    # the first j with buf[j] >= old (np.searchsorted, side="left"), then close the gap
+                    # the first j with buf[j] >= old (np.searchsorted, side="left")
                     lo, hi = 0, m
                     while lo < hi:
                         mid = (lo + hi) >> 1
@@ -352,11 +363,25 @@ def _quantiles(x: FloatPanel, n: int, qs: FloatPanel, t0: int, out: npt.NDArray[
                             lo = mid + 1
                         else:
                             hi = mid
-                    for j in range(lo, m - 1):
+                    gap = lo
+            if gap >= 0 and not math.isnan(new):
+                # replace: move only the values between the old and the new position; the result
+                # is the same as closing the gap and then inserting (both side="left")
+                j = gap
+                if j > 0 and buf[j - 1] >= new:
+                    while j > 0 and buf[j - 1] >= new:
+                        buf[j] = buf[j - 1]
+                        j -= 1
+                else:
+                    while j + 1 < m and buf[j + 1] < new:
                         buf[j] = buf[j + 1]
-                    m -= 1
-            new = x[s, t]
-            if not math.isnan(new):
+                        j += 1
+                buf[j] = new
+            elif gap >= 0:  # today is missing: close the gap
+                for j in range(gap, m - 1):
+                    buf[j] = buf[j + 1]
+                m -= 1
+            elif not math.isnan(new):
                 # insert before the first j with buf[j] >= new (side="left"), shifting as it scans
                 j = m
                 while j > 0 and buf[j - 1] >= new:
@@ -370,12 +395,12 @@ def _quantiles(x: FloatPanel, n: int, qs: FloatPanel, t0: int, out: npt.NDArray[
                 if m == 0:
                     out[k, s, t] = np.nan
                     continue
-                pos = qs[k] * (m - 1)
-                lo = int(pos)
-                if pos == lo:
+                lo = lo_of[k, m]
+                frac = frac_of[k, m]
+                if frac == 0.0:
                     out[k, s, t] = buf[lo]
                 else:
-                    out[k, s, t] = buf[lo] + (buf[lo + 1] - buf[lo]) * (pos - lo)
+                    out[k, s, t] = buf[lo] + (buf[lo + 1] - buf[lo]) * frac
 
 
 # -- Slope / Rsquare / Resi ------------------------------------------------------------------------
@@ -654,29 +679,41 @@ def _corr(xa: FloatPanel, xb: FloatPanel, n: int, t0: int, out: FloatPanel) -> N
 # days keeps both sides in cache.
 
 _GATHER_DAYS = 32
+#: Up to this many symbols, cells are written one by one instead of compacted and copied.
+_GATHER_TILE_SYMBOLS = 64
 
 
 @njit(**_JIT)  # type: ignore[untyped-decorator]
 def _gather(
     value: npt.NDArray[Any],
     present: npt.NDArray[np.uint8],
-    day_start: IntVector,
+    rows: IntVector,
     d_lo: int,
     d_hi: int,
+    runs: bool,
     out: npt.NDArray[np.float32],
 ) -> None:
+    """The present cells of day ``d`` go to the output rows from ``rows[d]`` on, in symbol order
+    (float64 -> float32 rounds to nearest, as numpy's astype). ``runs``: compact each day's cells
+    without a branch and copy them out in one run (many symbols); else write them one by one (a
+    tile's few symbols: too short a run for a copy)."""
     n_sym = value.shape[0]
     buf = np.empty(n_sym, dtype=np.float32)
     for b0 in range(d_lo, d_hi, _GATHER_DAYS):
         b1 = min(b0 + _GATHER_DAYS, d_hi)
         for d in range(b0, b1):
-            # compact the day's present cells without a branch, then copy them out in one run
-            r = 0
-            for s in range(n_sym):
-                buf[r] = value[s, d]  # float64 -> float32: round to nearest, as numpy's astype
-                r += present[s, d]
-            lo = day_start[d]
-            out[lo : lo + r] = buf[:r]
+            lo = rows[d]
+            if runs:
+                r = 0
+                for s in range(n_sym):
+                    buf[r] = value[s, d]
+                    r += present[s, d]
+                out[lo : lo + r] = buf[:r]
+            else:
+                for s in range(n_sym):
+                    if present[s, d]:
+                        out[lo] = value[s, d]
+                        lo += 1
 
 
 # -- running kernels on several threads ------------------------------------------------------------
@@ -883,6 +920,15 @@ def output_layout(
     return present, day_start
 
 
+def tile_rows(present: npt.NDArray[np.uint8], day_start: IntVector, lo: int) -> IntVector:
+    """``day_start`` for the symbols from ``lo`` on: the output row of the first present cell
+    of symbol ``lo`` or later on each day (the rows of earlier symbols come first)."""
+    before = present[:lo].sum(axis=0, dtype=np.int64)
+    rows = day_start.copy()
+    rows[: len(before)] += before
+    return rows
+
+
 def gather(
     value: npt.NDArray[Any],
     layout: tuple[npt.NDArray[np.uint8], IntVector],
@@ -898,10 +944,15 @@ def gather(
         values = np.ascontiguousarray(value, dtype=np.float64)
     n_days = value.shape[1] - first_day
 
+    runs = value.shape[0] > _GATHER_TILE_SYMBOLS
+
     def run(lo: int, hi: int) -> None:
-        _gather(values, present, day_start, first_day + lo, first_day + hi, out)
+        _gather(values, present, day_start, first_day + lo, first_day + hi, runs, out)
 
     _run(run, n_days, value.shape[0] * n_days * 4)
+
+
+_ArrayOrFloat = npt.NDArray[Any] | float
 
 
 def elementwise(ufunc: np.ufunc, *args: npt.NDArray[Any] | float) -> npt.NDArray[Any] | float:
@@ -917,7 +968,7 @@ def elementwise(ufunc: np.ufunc, *args: npt.NDArray[Any] | float) -> npt.NDArray
         or any(array.shape != arrays[0].shape for array in arrays)
         or arrays[0].size * 4 < _MIN_PARALLEL_WORK
     ):
-        return cast(npt.NDArray[Any] | float, ufunc(*args))
+        return cast(_ArrayOrFloat, ufunc(*args))  # an alias: subscripting typing per call is slow
     n_rows = arrays[0].shape[0]
     probe = ufunc(*(arg[:1, :1] if isinstance(arg, np.ndarray) else arg for arg in args))
     out = np.empty(arrays[0].shape, dtype=probe.dtype)
