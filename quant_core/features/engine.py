@@ -138,8 +138,9 @@ def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
 def _numeric(
     frame: pd.DataFrame, column: str, rows: npt.NDArray[np.int64], *, source: str
 ) -> npt.NDArray[np.float64]:
+    column_values = frame[column] if len(rows) == len(frame) else frame[column].iloc[rows]  # rows: sorted, unique
     try:
-        values = pd.to_numeric(frame[column].iloc[rows], errors="raise")
+        values = pd.to_numeric(column_values, errors="raise")
     except (ValueError, TypeError) as exc:
         raise FeatureInputError(f"{source}: column {column!r} must be numeric: {exc}") from exc
     return np.asarray(values, dtype=np.float64)
@@ -414,13 +415,13 @@ def plan_panel(
     span_stop = np.clip(last - c0, -1, n_days - 1).astype(np.int64)
 
     in_panel = np.flatnonzero((idx.day >= c0) & (idx.day <= c1) & (remap[idx.sym] >= 0))
-    ps = remap[idx.sym[in_panel]]
-    pt = idx.day[in_panel] - c0
+    cell = remap[idx.sym[in_panel]] * n_days + (idx.day[in_panel] - c0)
     arrays: dict[str, npt.NDArray[Any]] = {}
     for field, values in _adjusted_fields(idx.frame, fields, in_panel, source=source).items():
-        arr = np.full((n_sym, n_days), np.nan)
-        arr[ps, pt] = values
-        arrays[field] = arr.astype(np.float32) if precision == "qlib" else arr
+        # "qlib": stored as float32, rounded to nearest on assignment as by astype
+        arr = np.full((n_sym, n_days), np.nan, dtype=np.float32 if precision == "qlib" else np.float64)
+        arr.reshape(-1)[cell] = values
+        arrays[field] = arr
 
     out_key = idx.day[out_rows] * len(idx.symbols) + idx.sym[out_rows]
     if len(out_key) > 1 and not bool(np.all(out_key[1:] > out_key[:-1])):  # bars are usually sorted
@@ -454,9 +455,9 @@ def _evaluate_tiles(
     expressions: Sequence[Expr],
     layout: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]],
     first_day: int,
-    block: OutputBlock,
+    out: npt.NDArray[np.float32],
     threads: int,
-) -> npt.NDArray[np.float32]:
+) -> None:
     present, day_start = layout
     constants: dict[int, float] = {}
 
@@ -464,7 +465,6 @@ def _evaluate_tiles(
         sub = panel.tile(lo, hi)
         rows = kernels.tile_rows(present, day_start, lo)
         sub_layout = (present[lo:hi], rows)
-        out = block.array()
         for j, expr in enumerate(expressions):
             value = sub.value(expr)
             if isinstance(value, np.ndarray):
@@ -477,12 +477,16 @@ def _evaluate_tiles(
             run(lo, hi)
     else:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qonline-tiles") as pool:
-            for future in [pool.submit(run, lo, hi) for lo, hi in tiles]:
-                future.result()
-    out = block.array()
+            futures = [pool.submit(run, lo, hi) for lo, hi in tiles]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:  # the tiles not started yet are not worth running
+                    future.cancel()
+                raise
     for j, value in constants.items():
         out[:, j] = value
-    return out
 
 
 def evaluate_plan(
@@ -509,21 +513,20 @@ def evaluate_plan(
     layout = kernels.output_layout(plan.flat, panel.exists.shape)
     n_threads = feature_threads(threads)
     tiles = _tiles(panel.exists.shape, n_threads)
-    out: npt.NDArray[np.float32] | None = None
-    if len(tiles) == 1:
-        with kernels.parallel(n_threads):
-            for j, expr in enumerate(expressions):
-                value = panel.value(expr)
-                if out is None:  # the first write: by now the background population is done
-                    out = block.array()
-                if isinstance(value, np.ndarray):
-                    kernels.gather(value, layout, plan.first_day, out[:, j])
-                else:  # a constant feature
-                    out[:, j] = value
-    else:
-        out = _evaluate_tiles(panel, tiles, expressions, layout, plan.first_day, block, n_threads)
-    if out is None:  # no expressions
-        out = block.array()
+    out = block.array()
+    try:
+        if len(tiles) == 1:
+            with kernels.parallel(n_threads):
+                for j, expr in enumerate(expressions):
+                    value = panel.value(expr)
+                    if isinstance(value, np.ndarray):
+                        kernels.gather(value, layout, plan.first_day, out[:, j])
+                    else:  # a constant feature
+                        out[:, j] = value
+        else:
+            _evaluate_tiles(panel, tiles, expressions, layout, plan.first_day, out, n_threads)
+    finally:
+        block.wait()  # no thread outlives the call
     frame = pd.DataFrame(out, columns=list(names), copy=False)
     frame.insert(0, "date", plan.calendar[plan.out_day].astype("datetime64[s]"))
     frame.insert(1, "symbol", plan.symbols[plan.out_sym])

@@ -54,9 +54,10 @@ _madvise = _load_madvise()
 class OutputBlock:
     """An uninitialised ``(n_rows, n_cols)`` float32 array in column-major order.
 
-    Large blocks are mapped at construction and populated on a background thread;
-    :meth:`array` waits for that and returns the array. Construct it as early as the size is
-    known, so the population overlaps other work.
+    Large blocks are mapped at construction and populated on a background thread. Construct
+    it as early as the size is known, so the population overlaps other work. The array can be
+    written at once: a page written before the population reaches it is simply faulted in by the
+    write, and the population skips it. :meth:`wait` joins the thread.
     """
 
     def __init__(self, n_rows: int, n_cols: int) -> None:
@@ -96,6 +97,10 @@ class OutputBlock:
         return self._populated
 
     def array(self) -> npt.NDArray[np.float32]:
+        """The block (the population, if any, may still be running)."""
+        return self._array
+
+    def wait(self) -> npt.NDArray[np.float32]:
         """The block, once the background population (if any) has finished."""
         if self._thread is not None:
             self._thread.join()

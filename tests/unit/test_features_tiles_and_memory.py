@@ -143,7 +143,9 @@ def test_sliding_quantile_window_equals_sorting_each_window(seed: int) -> None:
 def test_large_output_block_is_populated_in_the_background() -> None:
     rows = POPULATE_MIN_BYTES // (4 * 8) + 1
     block = OutputBlock(rows, 8)
-    out = block.array()
+    out = block.array()  # usable at once, while the population runs
+    out[0, 0] = 1.0
+    assert block.wait() is out
     assert out.shape == (rows, 8) and out.dtype == np.float32 and out.flags.f_contiguous and out.flags.writeable
     kernel = tuple(int(p) for p in platform.release().split(".")[:2] if p.isdigit())
     if os.name == "posix" and platform.system() == "Linux" and kernel >= (5, 14):
@@ -155,7 +157,7 @@ def test_large_output_block_is_populated_in_the_background() -> None:
 
 def test_small_output_block_is_a_plain_array_and_a_wrong_block_is_refused(csi300_bars: pd.DataFrame) -> None:
     block = OutputBlock(10, 3)
-    assert block.populated is None and block.array().shape == (10, 3) and block.array().flags.f_contiguous
+    assert block.wait().shape == (10, 3) and block.array().flags.f_contiguous and block.populated is None
     fs = FeatureSet.from_pairs("t", [("X", "$close")])
     bars = csi300_bars[csi300_bars["symbol"] == "SH600000"]
     plan = engine.plan_panel(bars, fs.fields, lookback=fs.hist_ref)
