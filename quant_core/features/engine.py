@@ -457,7 +457,9 @@ def _evaluate_tiles(
     first_day: int,
     out: npt.NDArray[np.float32],
     threads: int,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> None:
+    """Each tile on one thread of a pool; ``meanwhile`` runs on this thread as they do."""
     present, day_start = layout
     constants: dict[int, float] = {}
 
@@ -475,10 +477,12 @@ def _evaluate_tiles(
     if threads <= 1:
         for lo, hi in tiles:
             run(lo, hi)
+        meanwhile()
     else:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qonline-tiles") as pool:
             futures = [pool.submit(run, lo, hi) for lo, hi in tiles]
             try:
+                meanwhile()
                 for future in futures:
                     future.result()
             except BaseException:
@@ -514,6 +518,12 @@ def evaluate_plan(
     n_threads = feature_threads(threads)
     tiles = _tiles(panel.exists.shape, n_threads)
     out = block.array()
+    index: dict[str, Any] = {}
+
+    def index_columns() -> None:  # the symbol strings take a while: built while the tiles run
+        index["date"] = plan.calendar[plan.out_day].astype("datetime64[s]")
+        index["symbol"] = pd.Series(plan.symbols[plan.out_sym])
+
     try:
         if len(tiles) == 1:
             with kernels.parallel(n_threads):
@@ -523,13 +533,14 @@ def evaluate_plan(
                         kernels.gather(value, layout, plan.first_day, out[:, j])
                     else:  # a constant feature
                         out[:, j] = value
+            index_columns()
         else:
-            _evaluate_tiles(panel, tiles, expressions, layout, plan.first_day, out, n_threads)
+            _evaluate_tiles(panel, tiles, expressions, layout, plan.first_day, out, n_threads, index_columns)
     finally:
         block.wait()  # no thread outlives the call
     frame = pd.DataFrame(out, columns=list(names), copy=False)
-    frame.insert(0, "date", plan.calendar[plan.out_day].astype("datetime64[s]"))
-    frame.insert(1, "symbol", plan.symbols[plan.out_sym])
+    frame.insert(0, "date", index["date"])
+    frame.insert(1, "symbol", index["symbol"])
     return frame
 
 

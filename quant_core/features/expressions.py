@@ -718,7 +718,8 @@ def evaluate_fused(ctx: EvalContext, nodes: Sequence[Expr]) -> list[Value]:
     t0 = min(ctx.needed_from(node) for node in rolling)
     kind = keys.pop()[0]  # type: ignore[index]
     if kind == "moments":
-        moments = kernels.rolling_moments(x, n, t0, std=any(isinstance(node, Std) for node in rolling))
+        kinds = {type(node) for node in rolling}
+        moments = kernels.rolling_moments(x, n, t0, want=(Sum in kinds, Mean in kinds, Std in kinds))
         slot: dict[type[Expr], int] = {Sum: 0, Mean: 1, Std: 2}
         return [moments[slot[type(node)]] for node in rolling]
     if kind == "ols":

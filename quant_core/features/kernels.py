@@ -97,12 +97,15 @@ def _moments(
     x: FloatPanel,
     n: int,
     t0: int,
+    want_sum: bool,
+    want_mean: bool,
     want_std: bool,
     out_sum: FloatPanel,
     out_mean: FloatPanel,
     out_std: FloatPanel,
 ) -> None:
-    """Sum, mean and (if ``want_std``) the sample std (ddof=1) of each window.
+    """Sum, mean and the sample std (ddof=1) of each window, each only if wanted (an output not
+    wanted may have no columns).
 
     The std is two-pass: the mean as above, then the squared deviations from it, oldest first;
     exactly 0 when every observation of the window is the same value (as pandas); NaN below two
@@ -111,8 +114,10 @@ def _moments(
     n_sym, n_t = x.shape
     a = min(max(t0, 0), n_t)
     m = n_t - a
-    out_sum[:, :a] = np.nan
-    out_mean[:, :a] = np.nan
+    if want_sum:
+        out_sum[:, :a] = np.nan
+    if want_mean:
+        out_mean[:, :a] = np.nan
     if want_std:
         out_std[:, :a] = np.nan
     if m == 0:
@@ -145,14 +150,13 @@ def _moments(
                 v = val[i0 + j : i1 + j]
                 for i in range(nb):
                     acc[i] += v[i]
-            for i in range(nb):
-                c = cnt[i]
-                if c == 0.0:
-                    out_sum[s, a + i0 + i] = np.nan
-                    out_mean[s, a + i0 + i] = np.nan
-                else:
-                    out_sum[s, a + i0 + i] = acc[i]
-                    out_mean[s, a + i0 + i] = acc[i] / c
+            if want_sum:
+                for i in range(nb):
+                    out_sum[s, a + i0 + i] = acc[i] if cnt[i] > 0.0 else np.nan
+            if want_mean:
+                for i in range(nb):
+                    c = cnt[i]
+                    out_mean[s, a + i0 + i] = acc[i] / c if c > 0.0 else np.nan
             if not want_std:
                 continue
             hi = hi_b[:nb]
@@ -767,32 +771,36 @@ def _empty(x: npt.NDArray[Any]) -> FloatPanel:
 # -- typed wrappers: mypy sees these signatures, numba compiles the functions above ------------
 
 
-def rolling_moments(x: InPanel, n: int, t0: int = 0, *, std: bool = True) -> tuple[FloatPanel, ...]:
+def rolling_moments(
+    x: InPanel, n: int, t0: int = 0, *, want: tuple[bool, bool, bool] = (True, True, True)
+) -> tuple[FloatPanel, FloatPanel, FloatPanel]:
     """``(sum, mean, std)`` of each window, as :func:`rolling_sum`, :func:`rolling_mean` and
-    :func:`rolling_std` (``std`` left out, and not computed, with ``std=False``)."""
-    out_sum, out_mean = _empty(x), _empty(x)
-    out_std = _empty(x) if std else np.empty((x.shape[0], 0))
+    :func:`rolling_std`; those not in ``want`` are not computed (returned with no columns)."""
+    want_sum, want_mean, want_std = want
+    out_sum, out_mean, out_std = (_empty(x) if w else np.empty((x.shape[0], 0)) for w in want)
 
     def run(lo: int, hi: int) -> None:
-        _moments(x[lo:hi], n, t0, std, out_sum[lo:hi], out_mean[lo:hi], out_std[lo:hi])
+        _moments(
+            x[lo:hi], n, t0, want_sum, want_mean, want_std, out_sum[lo:hi], out_mean[lo:hi], out_std[lo:hi]
+        )
 
-    _run(run, x.shape[0], _work(x, n, t0) * (3 if std else 1))
-    return (out_sum, out_mean, out_std) if std else (out_sum, out_mean)
+    _run(run, x.shape[0], _work(x, n, t0) * (3 if want_std else 1))
+    return out_sum, out_mean, out_std
 
 
 def rolling_sum(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Sum of the observations in each window of ``n`` days (NaN if none)."""
-    return rolling_moments(x, n, t0, std=False)[0]
+    return rolling_moments(x, n, t0, want=(True, False, False))[0]
 
 
 def rolling_mean(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Mean of the observations in each window of ``n`` days (NaN if none)."""
-    return rolling_moments(x, n, t0, std=False)[1]
+    return rolling_moments(x, n, t0, want=(False, True, False))[1]
 
 
 def rolling_std(x: InPanel, n: int, t0: int = 0) -> FloatPanel:
     """Sample standard deviation (ddof=1) of each window; NaN below two observations."""
-    return rolling_moments(x, n, t0)[2]
+    return rolling_moments(x, n, t0, want=(False, False, True))[2]
 
 
 def _extreme_of(x: InPanel, n: int, want_max: bool, t0: int) -> FloatPanel:
