@@ -59,12 +59,13 @@ def bars_from_table(table: pa.Table) -> pd.DataFrame:
         df["symbol"] = df["symbol"].astype(object)
         return df
     i = table.schema.get_field_index("symbol")
+    has_null = table.column(i).null_count > 0
     if not pa.types.is_dictionary(table.schema.field(i).type):
         table = table.set_column(i, "symbol", pc.dictionary_encode(table.column(i)))
-    df = table.to_pandas(date_as_object=False)
+    df = table.to_pandas(date_as_object=False, split_blocks=True)  # no 2-D block to copy into
     df["date"] = df["date"].astype("datetime64[s]")
     symbols = df["symbol"].astype(object)
-    df["symbol"] = symbols.where(symbols.notna(), None)  # a null stays None, as without the dictionary
+    df["symbol"] = symbols.where(symbols.notna(), None) if has_null else symbols  # a null stays None
     return df
 
 
