@@ -176,14 +176,11 @@ def _moments(
                     ss[i] += d * d if o[i] else 0.0
                     hi[i] = max(hi[i], v[i]) if o[i] else hi[i]
                     lo[i] = min(lo[i], v[i]) if o[i] else lo[i]
-            for i in range(nb):
+            for i in range(nb):  # selects, no branches (SIMD)
                 c = cnt[i]
-                if c < 2.0:
-                    out_std[s, a + i0 + i] = np.nan
-                elif hi[i] == lo[i]:  # largest == smallest: every observation is the same value
-                    out_std[s, a + i0 + i] = 0.0
-                else:
-                    out_std[s, a + i0 + i] = math.sqrt(ss[i] / (c - 1.0))
+                std = math.sqrt(ss[i] / (c - 1.0))
+                # largest == smallest: every observation is the same value, the std exactly 0
+                out_std[s, a + i0 + i] = np.nan if c < 2.0 else (0.0 if hi[i] == lo[i] else std)
 
 
 # -- Max / Min / IdxMax / IdxMin ---------------------------------------------------------------------
@@ -502,26 +499,20 @@ def _ols(
                     for i in range(nb):
                         hi[i] = max(hi[i], v[i]) if o[i] else hi[i]
                         lo[i] = min(lo[i], v[i]) if o[i] else lo[i]
+            # every lane computes every candidate and keeps it or NaN (selects, no branches: the
+            # loop runs in SIMD lanes); the kept values are the same operations as one by one
             for i in range(nb):
                 t = a + i0 + i
                 c = cnt[i]
-                if c < 2.0:
-                    out_slope[s, t] = np.nan
-                    out_rsq[s, t] = np.nan
-                    out_resi[s, t] = np.nan
-                    continue
+                few = c < 2.0
                 slope = sxy[i] / sxx[i]
-                out_slope[s, t] = slope
+                out_slope[s, t] = np.nan if few else slope
                 today = y[s, t]
-                if math.isnan(today):
-                    out_resi[s, t] = np.nan
-                else:
-                    out_resi[s, t] = today - (ym[i] + slope * (n - xm[i]))
-                if not want_rsq or hi[i] == lo[i] or math.sqrt(syy[i] / (c - 1.0)) <= NEAR_ZERO_STD:
-                    out_rsq[s, t] = np.nan
-                else:
-                    r = sxy[i] / math.sqrt(sxx[i] * syy[i])
-                    out_rsq[s, t] = r * r
+                resi = today - (ym[i] + slope * (n - xm[i]))
+                out_resi[s, t] = np.nan if few | math.isnan(today) else resi
+                flat = (hi[i] == lo[i]) | (math.sqrt(syy[i] / (c - 1.0)) <= NEAR_ZERO_STD)
+                r = sxy[i] / math.sqrt(sxx[i] * syy[i])
+                out_rsq[s, t] = np.nan if few | flat | (not want_rsq) else r * r
 
 
 # -- Corr ------------------------------------------------------------------------------------------
@@ -601,19 +592,12 @@ def _corr(xa: FloatPanel, xb: FloatPanel, n: int, t0: int, out: FloatPanel) -> N
                         saa[i] += d1 * d1 if o1[i] else 0.0
                         sbb[i] += d2 * d2 if o1[i] else 0.0
                         sab[i] += d1 * d2 if o1[i] else 0.0
-                for i in range(nb):
-                    t = a + i0 + i
-                    if cnt[i] < 2.0:
-                        out[s, t] = np.nan
-                        continue
-                    if (
-                        math.sqrt(saa[i] / (cnt[i] - 1.0)) <= NEAR_ZERO_STD
-                        or math.sqrt(sbb[i] / (cnt[i] - 1.0)) <= NEAR_ZERO_STD
-                    ):
-                        out[s, t] = np.nan
-                        continue
+                for i in range(nb):  # selects, no branches (SIMD), as in _ols
+                    c1 = cnt[i] - 1.0
+                    flat = (math.sqrt(saa[i] / c1) <= NEAR_ZERO_STD) | (math.sqrt(sbb[i] / c1) <= NEAR_ZERO_STD)
                     den = math.sqrt(saa[i] * sbb[i])
-                    out[s, t] = np.nan if den == 0.0 else sab[i] / den
+                    r = sab[i] / den
+                    out[s, a + i0 + i] = np.nan if (cnt[i] < 2.0) | flat | (den == 0.0) else r
                 continue
             buf[:7, :nb] = 0.0
             # pass 1: means of each side on its own observations (for Qlib's std mask) and of
@@ -658,20 +642,14 @@ def _corr(xa: FloatPanel, xb: FloatPanel, n: int, t0: int, out: FloatPanel) -> N
                     saa[i] += d1 * d1 if both else 0.0
                     sbb[i] += d2 * d2 if both else 0.0
                     sab[i] += d1 * d2 if both else 0.0
-            for i in range(nb):
-                t = a + i0 + i
-                if cnt[i] < 2.0:
-                    out[s, t] = np.nan
-                    continue
+            for i in range(nb):  # selects, no branches (SIMD), as in _ols
                 # Qlib: NaN where either side's own rolling std (ddof=1) is np.isclose to 0
-                if (
-                    math.sqrt(ss_a[i] / (cnt_a[i] - 1.0)) <= NEAR_ZERO_STD
-                    or math.sqrt(ss_b[i] / (cnt_b[i] - 1.0)) <= NEAR_ZERO_STD
-                ):
-                    out[s, t] = np.nan
-                    continue
+                flat = (math.sqrt(ss_a[i] / (cnt_a[i] - 1.0)) <= NEAR_ZERO_STD) | (
+                    math.sqrt(ss_b[i] / (cnt_b[i] - 1.0)) <= NEAR_ZERO_STD
+                )
                 den = math.sqrt(saa[i] * sbb[i])
-                out[s, t] = np.nan if den == 0.0 else sab[i] / den
+                r = sab[i] / den
+                out[s, a + i0 + i] = np.nan if (cnt[i] < 2.0) | flat | (den == 0.0) else r
 
 
 # -- gathering output rows -------------------------------------------------------------------------
