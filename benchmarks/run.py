@@ -305,6 +305,9 @@ def main() -> None:
         results[name] = dict(ranked[(len(ranked) - 1) // 2])  # the median run (lower middle)
         if len(done) > 1:
             results[name]["runs_total_s"] = [round(r["total_s"], 3) for r in done]
+            for key in ("read_bars_s", "compute_s"):  # every round's stages, in round order
+                if all(key in r for r in done):
+                    results[name][f"runs_{key}"] = [round(r[key], 3) for r in done]
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "symbols": a.symbols, "years": a.years,
             "command": " ".join(sys.argv)}
