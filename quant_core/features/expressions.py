@@ -494,6 +494,9 @@ class _Rolling(Expr):
     #: Operators of one kind over the same input and window share a kernel call (see
     #: :func:`evaluate_fused`); ``None``: computed alone.
     fusion_kind: ClassVar[str | None] = None
+    #: The kind also shares one call across window lengths (the moments: see
+    #: :func:`~quant_core.features.kernels.rolling_moments_windows`).
+    fusion_across_windows: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "x", as_expr(self.x))
@@ -510,7 +513,9 @@ class _Rolling(Expr):
 
     @property
     def fusion_key(self) -> tuple[object, ...] | None:
-        return None if self.fusion_kind is None else (self.fusion_kind, self.x, self.n)
+        if self.fusion_kind is None:
+            return None
+        return (self.fusion_kind, self.x) if self.fusion_across_windows else (self.fusion_kind, self.x, self.n)
 
     def evaluate(self, ctx: EvalContext) -> Value:
         return self._kernel(ctx, _kernel_input(ctx, ctx.value(self.x)))
@@ -528,6 +533,7 @@ class Mean(_Rolling):
 
     op_name: ClassVar[str] = "Mean"
     fusion_kind: ClassVar[str | None] = "moments"
+    fusion_across_windows: ClassVar[bool] = True
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_mean(x, self.n, ctx.needed_from(self))
@@ -539,6 +545,7 @@ class Sum(_Rolling):
 
     op_name: ClassVar[str] = "Sum"
     fusion_kind: ClassVar[str | None] = "moments"
+    fusion_across_windows: ClassVar[bool] = True
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_sum(x, self.n, ctx.needed_from(self))
@@ -550,6 +557,7 @@ class Std(_Rolling):
 
     op_name: ClassVar[str] = "Std"
     fusion_kind: ClassVar[str | None] = "moments"
+    fusion_across_windows: ClassVar[bool] = True
 
     def _kernel(self, ctx: EvalContext, x: npt.NDArray[Any]) -> FloatPanel:
         return kernels.rolling_std(x, self.n, ctx.needed_from(self))
@@ -700,7 +708,8 @@ class Corr(Expr):
 def evaluate_fused(ctx: EvalContext, nodes: Sequence[Expr]) -> list[Value]:
     """The values of ``nodes``, which share a :attr:`Expr.fusion_key`, from one kernel call.
 
-    ``Mean``/``Sum``/``Std`` of one input and window share their first pass, ``Slope``/
+    ``Mean``/``Sum``/``Std`` of one input share their additions (all window lengths in one
+    pass), ``Slope``/
     ``Rsquare``/``Resi`` all their sums, quantiles of one window their sorted window. Every value
     is computed by the same floating-point operations as the node alone. Days are computed from
     the earliest day any of the nodes is needed (a day's value does not depend on that).
@@ -717,11 +726,13 @@ def evaluate_fused(ctx: EvalContext, nodes: Sequence[Expr]) -> list[Value]:
     n = rolling[0].n
     t0 = min(ctx.needed_from(node) for node in rolling)
     kind = keys.pop()[0]  # type: ignore[index]
-    if kind == "moments":
-        kinds = {type(node) for node in rolling}
-        moments = kernels.rolling_moments(x, n, t0, want=(Sum in kinds, Mean in kinds, Std in kinds))
+    if kind == "moments":  # one pass for every window length of the input
         slot: dict[type[Expr], int] = {Sum: 0, Mean: 1, Std: 2}
-        return [moments[slot[type(node)]] for node in rolling]
+        wants: dict[int, list[bool]] = {}
+        for node in rolling:
+            wants.setdefault(node.n, [False, False, False])[slot[type(node)]] = True
+        moments = kernels.rolling_moments_windows(x, {w: (a, b, c) for w, (a, b, c) in wants.items()}, t0)
+        return [moments[node.n][slot[type(node)]] for node in rolling]
     if kind == "ols":
         fit = kernels.rolling_ols(x, n, t0, rsquare=any(isinstance(node, Rsquare) for node in rolling))
         slot = {Slope: 0, Rsquare: 1, Resi: 2}

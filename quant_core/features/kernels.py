@@ -1,7 +1,8 @@
 """Numba kernels of the rolling operators, over a ``(symbols, dates)`` panel.
 
-Every kernel computes each window *from scratch*, oldest value first: no running sums, no
-compensated updates, no state carried from one day to the next. The value for day ``t`` is
+Every kernel computes each window *from scratch*, in a fixed order of its values (oldest first;
+the moments newest first, see :func:`_moments`): no running sums, no compensated updates, no
+state carried from one day to the next. The value for day ``t`` is
 therefore a pure function of the inputs in ``[t - n + 1, t]`` and comes out bit for bit the same
 whatever day the panel starts on. That is what makes an incremental computation from a
 ``hist_ref`` buffer equal the full recompute (``docs/features.md`` explains the choice). The only
@@ -30,10 +31,10 @@ How the kernels are fast without changing a bit:
   compiler runs them in SIMD lanes. Adding ``0.0`` for a skipped day is an exact no-op: the
   accumulators start at ``+0.0`` and a round-to-nearest sum can only become ``-0.0`` from two
   ``-0.0`` operands, so ``acc + 0.0 == acc`` bit for bit (``inf`` and NaN stay what they are).
-* **Shared passes.** ``Mean``/``Sum``/``Std`` of the same input and window come from one kernel
-  call (:func:`rolling_moments`), as do ``Slope``/``Rsquare``/``Resi`` (:func:`rolling_ols`) and
-  several quantiles of one window (:func:`rolling_quantiles`): each output is computed by the
-  same operations as alone.
+* **Shared passes.** ``Mean``/``Sum``/``Std`` of the same input come from one kernel call for
+  all their window lengths (:func:`rolling_moments_windows`); ``Slope``/``Rsquare``/``Resi`` of
+  one window share one call (:func:`rolling_ols`), and so do several quantiles of one window
+  (:func:`rolling_quantiles`): each output is computed by the same operations as alone.
 * **Symbols in parallel.** Series are independent, so :func:`parallel` splits the symbols of
   each kernel call over a few threads (the kernels release the GIL). Each series is computed by
   exactly the same code whatever thread runs it.
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, cast
@@ -90,97 +91,117 @@ def _load(row: FloatPanel, base: int, first: int, val: FloatPanel, ok: npt.NDArr
 # computed, ``val[i]`` (padded buffer) is day ``a - n + 1 + i``; the window of day ``a + i`` is
 # ``val[i : i + n]``. Days are processed in blocks of ``_BLOCK``: for each ``j`` the slice
 # ``val[i0 + j : i1 + j]`` holds the ``j``-th oldest value of the windows of days ``i0 .. i1-1``.
+#
+# The moments are the exception: they add a window's values *newest first*, so that the windows
+# of several lengths over one input share their additions. After the ``n`` newest values of a
+# day the running total is exactly the ``n``-day window's sum, whatever longer windows are
+# computed in the same call; a window of 5, 10, 20, 30 and 60 days costs 60 additions per day
+# instead of 125. A window computed alone is the same call with one length: same bits.
 
 
 @njit(**_JIT)  # type: ignore[untyped-decorator]
 def _moments(
     x: FloatPanel,
-    n: int,
+    ns: IntVector,
     t0: int,
-    want_sum: bool,
-    want_mean: bool,
-    want_std: bool,
-    out_sum: FloatPanel,
-    out_mean: FloatPanel,
-    out_std: FloatPanel,
+    slot: npt.NDArray[np.int64],
+    out: npt.NDArray[np.float64],
 ) -> None:
-    """Sum, mean and the sample std (ddof=1) of each window, each only if wanted (an output not
-    wanted may have no columns).
+    """Sum, mean and sample std (ddof=1) of the windows of lengths ``ns`` (ascending, distinct).
 
-    The std is two-pass: the mean as above, then the squared deviations from it, oldest first;
+    ``slot[w, k]`` is the index in ``out`` of output ``k`` (0 sum, 1 mean, 2 std) of window
+    ``ns[w]``, or -1 when that output is not wanted. Each window's values are added newest first.
+    The std is two-pass: the window's mean, then the squared deviations from it, newest first;
     exactly 0 when every observation of the window is the same value (as pandas); NaN below two
     observations.
     """
     n_sym, n_t = x.shape
+    k = ns.shape[0]
+    n_max = ns[k - 1]
     a = min(max(t0, 0), n_t)
     m = n_t - a
-    if want_sum:
-        out_sum[:, :a] = np.nan
-    if want_mean:
-        out_mean[:, :a] = np.nan
-    if want_std:
-        out_std[:, :a] = np.nan
+    any_std = False
+    for w in range(k):
+        any_std = any_std or slot[w, 2] >= 0
+        for f in range(3):
+            if slot[w, f] >= 0:
+                out[slot[w, f], :, :a] = np.nan
     if m == 0:
         return
-    base = a - n + 1
-    val = np.empty(m + n - 1)
-    ok = np.empty(m + n - 1, dtype=np.bool_)
+    top = n_max - 1  # val[top + i] is day a + i: the newest value of its windows
+    val = np.empty(m + n_max - 1)
+    ok = np.empty(m + n_max - 1, dtype=np.bool_)
     acc_b = np.empty(_BLOCK)
     cnt_b = np.empty(_BLOCK)
     hi_b = np.empty(_BLOCK)
     lo_b = np.empty(_BLOCK)
     mu_b = np.empty(_BLOCK)
     ss_b = np.empty(_BLOCK)
-    seen = np.empty(m + n, dtype=np.int64)  # seen[k]: observations among val[:k]
+    seen = np.empty(m + n_max, dtype=np.int64)  # seen[q]: observations among val[:q]
     for s in range(n_sym):
-        _load(x[s], base, 0, val, ok)
+        _load(x[s], a - n_max + 1, 0, val, ok)
         # window counts from a running count of observations: integers, exact whatever the start
         seen[0] = 0
-        for k in range(m + n - 1):
-            seen[k + 1] = seen[k] + (1 if ok[k] else 0)
+        for q in range(m + n_max - 1):
+            seen[q + 1] = seen[q] + (1 if ok[q] else 0)
         for i0 in range(0, m, _BLOCK):
             i1 = min(i0 + _BLOCK, m)
             nb = i1 - i0
             acc = acc_b[:nb]
             cnt = cnt_b[:nb]
-            acc[:] = 0.0
-            for i in range(nb):
-                cnt[i] = float(seen[i0 + i + n] - seen[i0 + i])
-            for j in range(n):
-                v = val[i0 + j : i1 + j]
-                for i in range(nb):
-                    acc[i] += v[i]
-            if want_sum:
-                for i in range(nb):
-                    out_sum[s, a + i0 + i] = acc[i] if cnt[i] > 0.0 else np.nan
-            if want_mean:
-                for i in range(nb):
-                    c = cnt[i]
-                    out_mean[s, a + i0 + i] = acc[i] / c if c > 0.0 else np.nan
-            if not want_std:
-                continue
             hi = hi_b[:nb]
             lo = lo_b[:nb]
-            mu = mu_b[:nb]
-            ss = ss_b[:nb]
+            acc[:] = 0.0
             hi[:] = -np.inf
             lo[:] = np.inf
-            ss[:] = 0.0
-            for i in range(nb):
-                mu[i] = acc[i] / cnt[i] if cnt[i] > 0.0 else 0.0
-            for j in range(n):
-                v = val[i0 + j : i1 + j]
-                o = ok[i0 + j : i1 + j]
+            j = 0  # values added so far to each day's total: its j newest
+            for w in range(k):
+                n = ns[w]
+                if any_std:  # the largest and smallest observations too (std's exact zero)
+                    while j < n:
+                        v = val[top + i0 - j : top + i1 - j]
+                        o = ok[top + i0 - j : top + i1 - j]
+                        for i in range(nb):
+                            acc[i] += v[i]
+                            hi[i] = max(hi[i], v[i]) if o[i] else hi[i]
+                            lo[i] = min(lo[i], v[i]) if o[i] else lo[i]
+                        j += 1
+                else:
+                    while j < n:
+                        v = val[top + i0 - j : top + i1 - j]
+                        for i in range(nb):
+                            acc[i] += v[i]
+                        j += 1
                 for i in range(nb):
-                    d = v[i] - mu[i]
-                    ss[i] += d * d if o[i] else 0.0
-                    hi[i] = max(hi[i], v[i]) if o[i] else hi[i]
-                    lo[i] = min(lo[i], v[i]) if o[i] else lo[i]
-            for i in range(nb):  # selects, no branches (SIMD)
-                c = cnt[i]
-                std = math.sqrt(ss[i] / (c - 1.0))
-                # largest == smallest: every observation is the same value, the std exactly 0
-                out_std[s, a + i0 + i] = np.nan if c < 2.0 else (0.0 if hi[i] == lo[i] else std)
+                    cnt[i] = float(seen[top + i0 + i + 1] - seen[top + i0 + i + 1 - n])
+                if slot[w, 0] >= 0:
+                    o_sum = out[slot[w, 0], s]
+                    for i in range(nb):
+                        o_sum[a + i0 + i] = acc[i] if cnt[i] > 0.0 else np.nan
+                if slot[w, 1] >= 0:
+                    o_mean = out[slot[w, 1], s]
+                    for i in range(nb):
+                        c = cnt[i]
+                        o_mean[a + i0 + i] = acc[i] / c if c > 0.0 else np.nan
+                if slot[w, 2] < 0:
+                    continue
+                mu = mu_b[:nb]
+                ss = ss_b[:nb]
+                ss[:] = 0.0
+                for i in range(nb):
+                    mu[i] = acc[i] / cnt[i] if cnt[i] > 0.0 else 0.0
+                for jj in range(n):
+                    v = val[top + i0 - jj : top + i1 - jj]
+                    o = ok[top + i0 - jj : top + i1 - jj]
+                    for i in range(nb):
+                        d = v[i] - mu[i]
+                        ss[i] += d * d if o[i] else 0.0
+                o_std = out[slot[w, 2], s]
+                for i in range(nb):  # selects, no branches (SIMD)
+                    c = cnt[i]
+                    std = math.sqrt(ss[i] / (c - 1.0))
+                    # largest == smallest: every observation is the same value, the std exactly 0
+                    o_std[a + i0 + i] = np.nan if c < 2.0 else (0.0 if hi[i] == lo[i] else std)
 
 
 # -- Max / Min / IdxMax / IdxMin ---------------------------------------------------------------------
@@ -749,21 +770,46 @@ def _empty(x: npt.NDArray[Any]) -> FloatPanel:
 # -- typed wrappers: mypy sees these signatures, numba compiles the functions above ------------
 
 
+def rolling_moments_windows(
+    x: InPanel, wants: Mapping[int, tuple[bool, bool, bool]], t0: int = 0
+) -> dict[int, tuple[FloatPanel, FloatPanel, FloatPanel]]:
+    """``{n: (sum, mean, std)}`` for several window lengths over one input, from one pass
+    (windows share their additions, see :func:`_moments`). ``wants[n]`` says which of the three
+    to compute for window ``n``; the others are returned with no columns. Each value is the same
+    bits as the window computed alone."""
+    ns = np.array(sorted(wants), dtype=np.int64)
+    if len(ns) == 0 or ns[0] < 1:
+        raise ValueError(f"window lengths must be >= 1, got {sorted(wants)}")
+    slot = np.full((len(ns), 3), -1, dtype=np.int64)
+    n_out = 0
+    for w, n in enumerate(ns):
+        for f, wanted in enumerate(wants[int(n)]):
+            if wanted:
+                slot[w, f] = n_out
+                n_out += 1
+    out = np.empty((n_out, *x.shape), dtype=np.float64)
+
+    def run(lo: int, hi: int) -> None:
+        _moments(x[lo:hi], ns, t0, slot, out[:, lo:hi])
+
+    std_cells = sum(int(n) for w, n in enumerate(ns) if slot[w, 2] >= 0)
+    _run(run, x.shape[0], _work(x, int(ns[-1]) + 2 * std_cells, t0))
+    none = np.empty((x.shape[0], 0))
+    return {
+        int(n): cast(
+            "tuple[FloatPanel, FloatPanel, FloatPanel]",
+            tuple(out[slot[w, f]] if slot[w, f] >= 0 else none for f in range(3)),
+        )
+        for w, n in enumerate(ns)
+    }
+
+
 def rolling_moments(
     x: InPanel, n: int, t0: int = 0, *, want: tuple[bool, bool, bool] = (True, True, True)
 ) -> tuple[FloatPanel, FloatPanel, FloatPanel]:
     """``(sum, mean, std)`` of each window, as :func:`rolling_sum`, :func:`rolling_mean` and
     :func:`rolling_std`; those not in ``want`` are not computed (returned with no columns)."""
-    want_sum, want_mean, want_std = want
-    out_sum, out_mean, out_std = (_empty(x) if w else np.empty((x.shape[0], 0)) for w in want)
-
-    def run(lo: int, hi: int) -> None:
-        _moments(
-            x[lo:hi], n, t0, want_sum, want_mean, want_std, out_sum[lo:hi], out_mean[lo:hi], out_std[lo:hi]
-        )
-
-    _run(run, x.shape[0], _work(x, n, t0) * (3 if want_std else 1))
-    return out_sum, out_mean, out_std
+    return rolling_moments_windows(x, {n: want}, t0)[n]
 
 
 def rolling_sum(x: InPanel, n: int, t0: int = 0) -> FloatPanel:

@@ -163,3 +163,78 @@ def test_small_output_block_is_a_plain_array_and_a_wrong_block_is_refused(csi300
     plan = engine.plan_panel(bars, fs.fields, lookback=fs.hist_ref)
     with pytest.raises(ValueError, match=r"output block of shape \(10, 3\)"):
         engine.evaluate_plan(plan, fs.names, fs.expressions, block=block)
+
+
+def _moments_reference(x: np.ndarray, n: int, t0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window by window, newest value first: the sum, the mean and the two-pass std (ddof=1)."""
+    sums, means, stds = (np.full(x.shape, np.nan) for _ in range(3))
+    for s in range(x.shape[0]):
+        for t in range(t0, x.shape[1]):
+            w = x[s, max(t - n + 1, 0) : t + 1].astype(np.float64)[::-1]
+            w = w[~np.isnan(w)]
+            if len(w) == 0:
+                continue
+            total = 0.0
+            for v in w:
+                total += float(v)
+            sums[s, t], means[s, t] = total, total / len(w)
+            if len(w) < 2:
+                continue
+            ss = 0.0
+            for v in w:
+                d = float(v) - float(means[s, t])
+                ss += d * d
+            stds[s, t] = 0.0 if w.max() == w.min() else np.sqrt(ss / (len(w) - 1))
+    return sums, means, stds
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_moments_of_several_windows_in_one_pass_equal_each_window_alone(seed: int) -> None:
+    """Windows of several lengths share their additions (newest first): each window's sum, mean
+    and std must be the bits of that window computed alone, and of the plain loop."""
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        n_sym, n_t = int(rng.integers(1, 4)), int(rng.integers(1, 130))
+        x = np.cumsum(rng.normal(size=(n_sym, n_t)), axis=1) + 20
+        x[rng.random(x.shape) < rng.choice([0.0, 0.1, 0.5])] = np.nan
+        a = int(rng.integers(0, n_t))
+        x[0, a : a + int(rng.integers(1, 30))] = 3.25  # a constant stretch: std exactly 0
+        if rng.random() < 0.4:
+            x = x.astype(np.float32)
+        windows = sorted({int(w) for w in rng.choice([1, 2, 5, 10, 20, 30, 60], size=3)})
+        wants = {w: (bool(rng.random() < 0.5), bool(rng.random() < 0.7), True) for w in windows}
+        t0 = int(rng.integers(0, n_t))
+        together = kernels.rolling_moments_windows(x, wants, t0)
+        for w, want in wants.items():
+            alone = kernels.rolling_moments(x, w, t0, want=want)
+            reference = _moments_reference(x, w, t0)
+            for k in range(3):
+                if not want[k]:
+                    assert together[w][k].shape == (n_sym, 0)
+                    continue
+                assert together[w][k].tobytes() == alone[k].tobytes(), (w, k)
+                assert together[w][k][:, t0:].tobytes() == reference[k][:, t0:].tobytes(), (w, k, t0)
+                assert np.isnan(together[w][k][:, :t0]).all()
+
+
+def test_moments_of_one_input_share_one_kernel_call(
+    csi300_bars: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mean, Sum and Std of one input over three window lengths: one kernel call, and each value
+    the same as the feature computed on its own."""
+    calls: list[dict[int, Any]] = []
+    windows = kernels.rolling_moments_windows
+
+    def counting(x: Any, wants: Any, t0: int = 0) -> Any:
+        calls.append(dict(wants))
+        return windows(x, wants, t0)
+
+    monkeypatch.setattr(kernels, "rolling_moments_windows", counting)
+    pairs = [("MA5", "Mean($close, 5)"), ("STD20", "Std($close, 20)"), ("SUM60", "Sum($close, 60)"),
+             ("MA60", "Mean($close, 60)")]
+    bars = csi300_bars[csi300_bars["symbol"].isin(["SH600000", "SH600036", "SZ000001"])]
+    together = compute_features(bars, FeatureSet.from_pairs("t", pairs))
+    assert calls == [{5: (False, True, False), 20: (False, False, True), 60: (True, True, False)}]
+    for name, expr in pairs:
+        alone = compute_features(bars, FeatureSet.from_pairs("t", [(name, expr)]))
+        assert together[name].to_numpy().tobytes() == alone[name].to_numpy().tobytes(), name
