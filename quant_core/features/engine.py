@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from quant_core.errors import QonlineError
 from quant_core.features import kernels
@@ -493,6 +494,20 @@ def _evaluate_tiles(
         out[:, j] = value
 
 
+#: The dtype pandas gives a column of Python strings (pandas 3: ``str``, Arrow-backed).
+_STRING_DTYPE = pd.Series(np.array(["A"], dtype=object)).dtype
+
+
+def _symbol_column(symbols: npt.NDArray[Any], codes: npt.NDArray[np.int64]) -> pd.Series:
+    """``pd.Series(symbols[codes])``, with the dtype pandas infers for strings. When that dtype is
+    Arrow-backed the column is built by Arrow's ``take`` from the few distinct names (1.185M rows:
+    4-9 ms instead of 43-69 ms through a million Python objects)."""
+    if isinstance(_STRING_DTYPE, pd.StringDtype) and _STRING_DTYPE.storage == "pyarrow":
+        names = pa.array([str(s) for s in symbols], type=pa.string())
+        return pd.Series(pd.array(names.take(pa.array(codes)), dtype=_STRING_DTYPE))
+    return pd.Series(symbols[codes])
+
+
 def evaluate_plan(
     plan: PanelPlan,
     names: Sequence[str],
@@ -522,7 +537,7 @@ def evaluate_plan(
 
     def index_columns() -> None:  # the symbol strings take a while: built while the tiles run
         index["date"] = plan.calendar[plan.out_day].astype("datetime64[s]")
-        index["symbol"] = pd.Series(plan.symbols[plan.out_sym])
+        index["symbol"] = _symbol_column(plan.symbols, plan.out_sym)
 
     try:
         if len(tiles) == 1:
