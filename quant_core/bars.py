@@ -12,7 +12,6 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 REQUIRED_COLUMNS: tuple[str, ...] = ("date", "symbol", "open", "high", "low", "close", "volume")
@@ -32,6 +31,10 @@ BAR_SCHEMA: pa.Schema = pa.schema(
     ]
 )
 
+#: The dtype of a bar frame's ``symbol`` column: what pandas gives a column of Python strings
+#: (``str``, Arrow-backed, in pandas 3).
+STRING_DTYPE = pd.Series(np.array(["A"], dtype=object)).dtype
+
 #: Symbols are upper-case exchange codes or tickers: ``SH600000``, ``AAPL``, ``BRK.B``, ``S00042``.
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._\-]{0,31}$"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
@@ -49,23 +52,18 @@ def empty_bars() -> pd.DataFrame:
 def bars_from_table(table: pa.Table) -> pd.DataFrame:
     """Arrow table (bar schema) -> pandas frame with ``date`` as ``datetime64[s]`` dates.
 
-    Symbols pass through a dictionary, so the frame holds one string object per distinct symbol
-    instead of one per row, and dates convert as integers, not as ``datetime.date`` objects: the
-    full synthetic market (1.185M bars) converts in 0.04-0.2 s instead of 0.12-0.31 s.
+    ``symbol`` gets pandas' string dtype (``str``, Arrow-backed in pandas 3), as
+    :func:`coerce_bars` gives it, and dates convert as integers, not as ``datetime.date`` objects:
+    the full synthetic market (1.185M bars) converts in 0.015 s, and its symbols factorize in
+    0.011 s instead of 0.024 s as Python objects.
     """
-    if table.num_rows == 0:
-        df: pd.DataFrame = table.to_pandas()
-        df["date"] = pd.to_datetime(df["date"]).astype("datetime64[s]")
-        df["symbol"] = df["symbol"].astype(object)
-        return df
     i = table.schema.get_field_index("symbol")
-    has_null = table.column(i).null_count > 0
-    if not pa.types.is_dictionary(table.schema.field(i).type):
-        table = table.set_column(i, "symbol", pc.dictionary_encode(table.column(i)))
-    df = table.to_pandas(date_as_object=False, split_blocks=True)  # no 2-D block to copy into
+    if pa.types.is_dictionary(table.schema.field(i).type):
+        table = table.set_column(i, "symbol", table.column(i).cast(pa.string()))
+    df: pd.DataFrame = table.to_pandas(date_as_object=False, split_blocks=True)  # no 2-D block to copy into
     df["date"] = df["date"].astype("datetime64[s]")
-    symbols = df["symbol"].astype(object)
-    df["symbol"] = symbols.where(symbols.notna(), None) if has_null else symbols  # a null stays None
+    if df["symbol"].dtype != STRING_DTYPE:  # pandas without the Arrow-backed default
+        df["symbol"] = df["symbol"].astype(STRING_DTYPE)
     return df
 
 

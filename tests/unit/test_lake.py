@@ -32,9 +32,10 @@ def test_roundtrip_and_projection(tmp_path: Path, csi_bars: pd.DataFrame) -> Non
     assert res.rows == len(csi_bars) and res.months == tuple(f"2020-{m:02d}" for m in range(1, 13))
     back = lake.read_bars()
     exp = csi_bars.sort_values(["date", "symbol"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(back, exp, check_dtype=False)
+    pd.testing.assert_frame_equal(back, exp)  # same dtypes as coerce_bars gives, symbol included
     part = lake.read_bars("2020-03-02", "2020-03-06", symbols=["SH600000", "SZ000001"], columns=["date", "symbol", "close"])
     assert list(part.columns) == ["date", "symbol", "close"]
+    assert part["symbol"].dtype == back["symbol"].dtype == exp["symbol"].dtype
     assert set(part["symbol"]) == {"SH600000", "SZ000001"} and len(part) == 10
     assert lake.calendar().first == date(2020, 1, 2)
 
