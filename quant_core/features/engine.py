@@ -93,6 +93,38 @@ def _sorted_codes(
     return inverse[codes], symbols.astype(object)
 
 
+#: Ticks per day of the datetime64 units a date column may come in.
+_TICKS_PER_DAY = {"D": 1, "h": 24, "m": 1440, "s": 86_400, "ms": 86_400_000, "us": 86_400_000_000,
+                  "ns": 86_400_000_000_000}
+
+
+def _day_codes(dates: pd.Series, *, source: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.datetime64]]:
+    """Each row's index into the sorted distinct days of ``dates``, and those days
+    (``datetime64[D]``). Bars usually come sorted by date: then one pass finds both."""
+    values = dates.to_numpy() if isinstance(dates.dtype, np.dtype) and dates.dtype.kind == "M" else None
+    if values is not None:
+        unit, count = np.datetime_data(values.dtype)
+        per_day = _TICKS_PER_DAY.get(unit)
+        if per_day is not None and per_day % count == 0:
+            nat = np.isnat(values)
+            if nat.any():
+                raise FeatureInputError(f"{source}: column 'date' is empty at row {int(np.flatnonzero(nat)[0])}")
+            codes = np.empty(len(values), dtype=np.int64)
+            days = np.empty(len(values), dtype=np.int64)  # only the first n_days pages get written
+            n_days = kernels.sorted_day_codes(values.view(np.int64), per_day // count, codes, days)
+            if n_days >= 0:
+                return codes, days[:n_days].astype("datetime64[D]")
+    try:
+        as_days = pd.to_datetime(dates).to_numpy().astype("datetime64[D]")
+    except (ValueError, TypeError) as exc:
+        raise FeatureInputError(f"{source}: column 'date' holds a value that is not a date: {exc}") from exc
+    if np.isnat(as_days).any():
+        row = int(np.flatnonzero(np.isnat(as_days))[0])
+        raise FeatureInputError(f"{source}: column 'date' is empty at row {row}")
+    day_codes, calendar = pd.factorize(as_days, sort=True)
+    return day_codes.astype(np.int64, copy=False), np.asarray(calendar, dtype="datetime64[D]")
+
+
 def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
     if not isinstance(bars, pd.DataFrame):
         raise FeatureInputError(f"{source}: bars must be a pandas DataFrame, got {type(bars).__name__}")
@@ -101,14 +133,7 @@ def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
         raise FeatureInputError(f"{source}: bars lack column(s) {missing}")
     if len(bars) == 0:
         raise FeatureInputError(f"{source}: the bars are empty; there is nothing to compute")
-    try:
-        days = pd.to_datetime(bars["date"]).to_numpy().astype("datetime64[D]")
-    except (ValueError, TypeError) as exc:
-        raise FeatureInputError(f"{source}: column 'date' holds a value that is not a date: {exc}") from exc
-    if np.isnat(days).any():
-        row = int(np.flatnonzero(np.isnat(days))[0])
-        raise FeatureInputError(f"{source}: column 'date' is empty at row {row}")
-    day_codes, calendar = pd.factorize(days, sort=True)
+    day_codes, calendar = _day_codes(bars["date"], source=source)
     # factorize first (a missing symbol gets code -1), then make the few distinct symbols strings
     sym_codes, uniques = pd.factorize(bars["symbol"], sort=False)
     if (sym_codes < 0).any():
@@ -116,9 +141,10 @@ def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
         raise FeatureInputError(f"{source}: column 'symbol' is empty at row {row}")
     names = np.asarray([str(u) for u in uniques], dtype=object)
     sym_codes, symbols = _sorted_codes(sym_codes, names)
-    day = day_codes.astype(np.int64)
-    sym = sym_codes.astype(np.int64)
-    key = sym * len(calendar) + day
+    day = day_codes.astype(np.int64, copy=False)
+    sym = sym_codes.astype(np.int64, copy=False)
+    key = sym * len(calendar)
+    key += day
     seen = np.zeros(len(symbols) * len(calendar), dtype=np.bool_)
     seen[key] = True
     if np.count_nonzero(seen) != len(key):
@@ -137,44 +163,54 @@ def _index_bars(bars: pd.DataFrame, *, source: str) -> _Bars:
     )
 
 
-def _numeric(
-    frame: pd.DataFrame, column: str, rows: npt.NDArray[np.int64], *, source: str
-) -> npt.NDArray[np.float64]:
-    column_values = frame[column] if len(rows) == len(frame) else frame[column].iloc[rows]  # rows: sorted, unique
+def _numeric_column(frame: pd.DataFrame, column: str, *, source: str) -> npt.NDArray[np.float64]:
+    """The whole column as float64 (no copy when it already is float64)."""
+    values = frame[column]
+    if values.dtype == np.float64:
+        return np.asarray(values.to_numpy(), dtype=np.float64)
     try:
-        values = pd.to_numeric(column_values, errors="raise")
+        numeric = pd.to_numeric(values, errors="raise")
     except (ValueError, TypeError) as exc:
         raise FeatureInputError(f"{source}: column {column!r} must be numeric: {exc}") from exc
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(numeric, dtype=np.float64)
 
 
-def _adjusted_fields(
-    frame: pd.DataFrame, fields: Iterable[str], rows: npt.NDArray[np.int64], *, source: str
-) -> dict[str, npt.NDArray[np.float64]]:
-    """Adjusted values of bar fields for the given rows (float64): prices and vwap times the
-    factor, volume divided by it; a missing factor is 1.0 (no adjustment known), as in the bar
-    schema, and a missing ``vwap`` column gives NaN (Qlib without vwap data)."""
-    if "factor" in frame.columns:
-        factor = _numeric(frame, "factor", rows, source=source)
-        factor = np.where(np.isnan(factor), 1.0, factor)
-    else:
-        factor = np.ones(len(rows))
-    out: dict[str, npt.NDArray[np.float64]] = {}
+def _adjusted_panels(
+    frame: pd.DataFrame,
+    fields: Iterable[str],
+    idx: _Bars,
+    remap: npt.NDArray[np.int64],
+    c0: int,
+    shape: tuple[int, int],
+    dtype: type[np.floating[Any]],
+    *,
+    source: str,
+) -> dict[str, npt.NDArray[Any]]:
+    """One ``shape`` panel per field of the bars whose day is in the panel's ``c0 ..`` columns
+    and whose symbol has a panel row (``remap``): prices and vwap times the factor, volume
+    divided by it, NaN where there is no bar. A missing factor is 1.0 (no adjustment known), as
+    in the bar schema, and a missing ``vwap`` column gives NaN (Qlib without vwap data). Each
+    value is computed in float64 and rounded once into the panel's dtype."""
+    has_factor = "factor" in frame.columns
+    factor = _numeric_column(frame, "factor", source=source) if has_factor else np.ones(len(frame))
+    panels: dict[str, npt.NDArray[Any]] = {}
     for field in sorted(set(fields)):
+        panel = np.full(shape, np.nan, dtype=dtype)
+        panels[field] = panel
         if field == "factor":
-            out[field] = factor
+            values, mode = factor, kernels.ADJUST_FACTOR
         elif field not in frame.columns:
             if field != "vwap":
                 raise FeatureInputError(f"{source}: bars lack column {field!r}, which the expressions read")
             log.warning(
                 "%s: bars have no 'vwap' column; vwap features are NaN (as Qlib without vwap)", source
             )
-            out[field] = np.full(len(rows), np.nan)
-        elif field == "volume":
-            out[field] = _numeric(frame, field, rows, source=source) / factor
+            continue
         else:
-            out[field] = _numeric(frame, field, rows, source=source) * factor
-    return out
+            values = _numeric_column(frame, field, source=source)
+            mode = kernels.ADJUST_DIVIDE if field == "volume" else kernels.ADJUST_MULTIPLY
+        kernels.scatter_adjusted(values, factor, mode, idx.day, idx.sym, remap, c0, panel)
+    return panels
 
 
 class Panel:
@@ -416,14 +452,9 @@ def plan_panel(
     span_start = np.clip(first - c0, 0, None).astype(np.int64)
     span_stop = np.clip(last - c0, -1, n_days - 1).astype(np.int64)
 
-    in_panel = np.flatnonzero((idx.day >= c0) & (idx.day <= c1) & (remap[idx.sym] >= 0))
-    cell = remap[idx.sym[in_panel]] * n_days + (idx.day[in_panel] - c0)
-    arrays: dict[str, npt.NDArray[Any]] = {}
-    for field, values in _adjusted_fields(idx.frame, fields, in_panel, source=source).items():
-        # "qlib": stored as float32, rounded to nearest on assignment as by astype
-        arr = np.full((n_sym, n_days), np.nan, dtype=np.float32 if precision == "qlib" else np.float64)
-        arr.reshape(-1)[cell] = values
-        arrays[field] = arr
+    # "qlib": stored as float32, rounded to nearest as by astype
+    dtype = np.float32 if precision == "qlib" else np.float64
+    arrays = _adjusted_panels(idx.frame, fields, idx, remap, c0, (n_sym, n_days), dtype, source=source)
 
     out_key = idx.day[out_rows] * len(idx.symbols) + idx.sym[out_rows]
     if len(out_key) > 1 and not bool(np.all(out_key[1:] > out_key[:-1])):  # bars are usually sorted

@@ -719,6 +719,76 @@ def _gather(
                         lo += 1
 
 
+# -- building the panels ---------------------------------------------------------------------------
+
+#: How :func:`scatter_adjusted` adjusts a bar field by the factor.
+ADJUST_MULTIPLY, ADJUST_DIVIDE, ADJUST_FACTOR = 0, 1, 2
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _scatter_adjusted(
+    values: FloatPanel,
+    factor: FloatPanel,
+    mode: int,
+    day: IntVector,
+    sym: IntVector,
+    remap: IntVector,
+    c0: int,
+    out: npt.NDArray[Any],
+) -> None:
+    """For every bar ``r`` whose cell ``(remap[sym[r]], day[r] - c0)`` is inside ``out`` (a
+    ``(symbols, days)`` panel; ``remap`` -1 means no row): ``values[r] * factor[r]``
+    (:data:`ADJUST_MULTIPLY`), ``values[r] / factor[r]`` (:data:`ADJUST_DIVIDE`) or the factor
+    itself (:data:`ADJUST_FACTOR`), a NaN factor counting as 1.0. Computed in float64 and rounded
+    once into ``out``'s dtype (to nearest, as numpy's ``astype``). Other cells are left as they
+    are. One pass over the bars, no temporary arrays."""
+    n_sym, n_days = out.shape
+    for r in range(day.shape[0]):
+        d = day[r] - c0
+        s = remap[sym[r]]
+        if d < 0 or d >= n_days or s < 0:
+            continue
+        f = factor[r]
+        if math.isnan(f):
+            f = 1.0
+        if mode == 0:
+            out[s, d] = values[r] * f
+        elif mode == 1:
+            out[s, d] = values[r] / f
+        else:
+            out[s, d] = f
+
+
+#: See :func:`_scatter_adjusted` (typed for mypy; numba compiles the function).
+scatter_adjusted: Callable[
+    [FloatPanel, FloatPanel, int, IntVector, IntVector, IntVector, int, npt.NDArray[Any]], None
+] = _scatter_adjusted
+
+
+@njit(**_JIT)  # type: ignore[untyped-decorator]
+def _sorted_day_codes(ticks: IntVector, per_day: int, codes: IntVector, days: IntVector) -> int:
+    n_days = 0
+    previous = 0
+    for r in range(ticks.shape[0]):
+        d = ticks[r] // per_day  # floor: days before 1970 too
+        if n_days == 0 or d != previous:
+            if n_days > 0 and d < previous:
+                return -1
+            days[n_days] = d
+            n_days += 1
+            previous = d
+        codes[r] = n_days - 1
+    return n_days
+
+
+def sorted_day_codes(ticks: IntVector, per_day: int, codes: IntVector, days: IntVector) -> int:
+    """For time stamps ``ticks`` (``per_day`` to a day) in ascending order: ``codes[r]`` = the
+    index of row ``r``'s day among the distinct days, written to ``days[:n]`` (days since
+    1970-01-01); returns ``n``, or -1 (``codes`` and ``days`` partly written) when the stamps are
+    not in ascending order of days."""
+    return int(_sorted_day_codes(ticks, per_day, codes, days))
+
+
 # -- running kernels on several threads ------------------------------------------------------------
 
 _local = threading.local()

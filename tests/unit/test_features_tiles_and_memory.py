@@ -238,3 +238,28 @@ def test_moments_of_one_input_share_one_kernel_call(
     for name, expr in pairs:
         alone = compute_features(bars, FeatureSet.from_pairs("t", [(name, expr)]))
         assert together[name].to_numpy().tobytes() == alone[name].to_numpy().tobytes(), name
+
+
+@pytest.mark.parametrize("unit", ["s", "ns", "ms", "D"])
+def test_day_codes_of_sorted_dates_equal_factorizing(unit: str) -> None:
+    """The one-pass day codes for dates in order (bars from the lake) are those of sorting and
+    factorizing; out of order, before 1970 or with times of day, they still are."""
+    rng = np.random.default_rng(7)
+    days = np.sort(rng.choice(np.arange(-800, 20_000), size=300, replace=False)).astype("datetime64[D]")
+    rows = np.sort(rng.integers(0, len(days), size=5_000))
+    stamps = days[rows].astype(f"datetime64[{unit}]")
+    if unit in ("s", "ns", "ms"):  # a time of day is the same day
+        stamps = stamps + rng.integers(0, 3600, size=len(stamps)).astype("timedelta64[s]").astype(f"timedelta64[{unit}]")
+    for order in (np.arange(len(stamps)), rng.permutation(len(stamps))):
+        dates = pd.Series(stamps[order])
+        codes, calendar = engine._day_codes(dates, source="t")
+        want_codes, want_calendar = pd.factorize(dates.to_numpy().astype("datetime64[D]"), sort=True)
+        assert calendar.dtype == np.dtype("datetime64[D]")
+        np.testing.assert_array_equal(calendar, np.asarray(want_calendar, dtype="datetime64[D]"))
+        np.testing.assert_array_equal(codes, want_codes)
+
+
+def test_day_codes_name_an_empty_date_by_row() -> None:
+    dates = pd.Series(np.array(["2024-01-02", "2024-01-03", "NaT"], dtype="datetime64[s]"))
+    with pytest.raises(engine.FeatureInputError, match="column 'date' is empty at row 2"):
+        engine._day_codes(dates, source="t")
