@@ -54,10 +54,18 @@ def label_dataset(lake: Lake, label: Label) -> Dataset:
 
 
 def _frame_to_table(df: pd.DataFrame) -> pa.Table:
-    out = df.copy()
-    out["date"] = pd.to_datetime(out["date"]).dt.date
-    out["symbol"] = out["symbol"].astype(str)
-    return pa.Table.from_pandas(out, preserve_index=False)
+    """A ``[date, symbol, *values]`` frame as the stored table: ``date32`` dates, ``large_string``
+    symbols, and each value column as it is (NaN stored as null, as ``Table.from_pandas`` does).
+    The value columns are not copied: for the full Alpha158 output (750 MB) a copy of the frame
+    took 0.07-1.5 s, most of it first touches of fresh memory."""
+    days = pd.to_datetime(df["date"]).to_numpy().astype("datetime64[D]")
+    columns = {
+        "date": pa.array(days, type=pa.date32()),
+        "symbol": pa.array(df["symbol"].astype(str), type=pa.large_string()),
+    }
+    for name in df.columns[2:]:
+        columns[name] = pa.array(df[name].to_numpy(), from_pandas=True)
+    return pa.table(columns)
 
 
 def _trading_days(lake: Lake, start: date | str, end: date | str) -> tuple[TradingCalendar, tuple[date, ...]]:
