@@ -105,10 +105,8 @@ def _day_codes(dates: pd.Series, *, source: str) -> tuple[npt.NDArray[np.int64],
     if values is not None:
         unit, count = np.datetime_data(values.dtype)
         per_day = _TICKS_PER_DAY.get(unit)
-        if per_day is not None and per_day % count == 0:
-            nat = np.isnat(values)
-            if nat.any():
-                raise FeatureInputError(f"{source}: column 'date' is empty at row {int(np.flatnonzero(nat)[0])}")
+        # an empty date (NaT) takes the general path below, which names its row
+        if per_day is not None and per_day % count == 0 and not np.isnat(values).any():
             codes = np.empty(len(values), dtype=np.int64)
             days = np.empty(len(values), dtype=np.int64)  # only the first n_days pages get written
             n_days = kernels.sorted_day_codes(values.view(np.int64), per_day // count, codes, days)
@@ -176,7 +174,6 @@ def _numeric_column(frame: pd.DataFrame, column: str, *, source: str) -> npt.NDA
 
 
 def _adjusted_panels(
-    frame: pd.DataFrame,
     fields: Iterable[str],
     idx: _Bars,
     remap: npt.NDArray[np.int64],
@@ -186,13 +183,13 @@ def _adjusted_panels(
     *,
     source: str,
 ) -> dict[str, npt.NDArray[Any]]:
-    """One ``shape`` panel per field of the bars whose day is in the panel's ``c0 ..`` columns
+    """One ``shape`` panel per field of the bars (``idx.frame``) whose day is in the panel's ``c0 ..`` columns
     and whose symbol has a panel row (``remap``): prices and vwap times the factor, volume
     divided by it, NaN where there is no bar. A missing factor is 1.0 (no adjustment known), as
     in the bar schema, and a missing ``vwap`` column gives NaN (Qlib without vwap data). Each
     value is computed in float64 and rounded once into the panel's dtype."""
-    has_factor = "factor" in frame.columns
-    factor = _numeric_column(frame, "factor", source=source) if has_factor else np.ones(len(frame))
+    frame = idx.frame
+    factor = _numeric_column(frame, "factor", source=source) if "factor" in frame.columns else np.ones(len(frame))
     panels: dict[str, npt.NDArray[Any]] = {}
     for field in sorted(set(fields)):
         panel = np.full(shape, np.nan, dtype=dtype)
@@ -454,7 +451,7 @@ def plan_panel(
 
     # "qlib": stored as float32, rounded to nearest as by astype
     dtype = np.float32 if precision == "qlib" else np.float64
-    arrays = _adjusted_panels(idx.frame, fields, idx, remap, c0, (n_sym, n_days), dtype, source=source)
+    arrays = _adjusted_panels(fields, idx, remap, c0, (n_sym, n_days), dtype, source=source)
 
     out_key = idx.day[out_rows] * len(idx.symbols) + idx.sym[out_rows]
     if len(out_key) > 1 and not bool(np.all(out_key[1:] > out_key[:-1])):  # bars are usually sorted

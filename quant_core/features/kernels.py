@@ -751,9 +751,9 @@ def _scatter_adjusted(
         f = factor[r]
         if math.isnan(f):
             f = 1.0
-        if mode == 0:
+        if mode == ADJUST_MULTIPLY:
             out[s, d] = values[r] * f
-        elif mode == 1:
+        elif mode == ADJUST_DIVIDE:
             out[s, d] = values[r] / f
         else:
             out[s, d] = f
