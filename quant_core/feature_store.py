@@ -21,7 +21,7 @@ from quant_core.calendar import TradingCalendar, to_date
 from quant_core.errors import CalendarError
 from quant_core.features import FeatureInputError, FeatureSet, compute_features
 from quant_core.labels import Label, compute_labels
-from quant_core.lake import Dataset, Lake
+from quant_core.lake import COMMIT_RETRIES, Dataset, Lake
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ def update_features(
     bars = lake.read_bars(buffer_start, hi, columns=columns)
     feats = compute_features(bars, feature_set, start=lo, end=hi, first_dates=lake.bars.first_dates(),
                              threads=threads)
-    res = feature_dataset(lake, feature_set).write(_frame_to_table(feats), to_date(start), to_date(end))
+    res = feature_dataset(lake, feature_set).write(_frame_to_table(feats), to_date(start), to_date(end),
+                                                  retries=COMMIT_RETRIES)
     out = StoreUpdate(res.dataset, lo, hi, buffer_start, res.rows, res.dates, res.months, time.perf_counter() - t0)
     logger.info("features %s: %s..%s from buffer %s, %d rows in %.2fs", feature_set.name, lo, hi,
                 buffer_start, res.rows, out.seconds)
@@ -138,7 +139,7 @@ def update_labels(lake: Lake, label: Label, start: date | str, end: date | str) 
     lo, hi = days[0], days[-1]
     bars = lake.read_bars(lo, cal.shift(hi, label.lookahead), columns=["date", "symbol", "close", "factor"])
     labels = compute_labels(bars, label, start=lo, end=hi)
-    res = label_dataset(lake, label).write(_frame_to_table(labels), lo, hi)
+    res = label_dataset(lake, label).write(_frame_to_table(labels), lo, hi, retries=COMMIT_RETRIES)
     out = StoreUpdate(res.dataset, lo, hi, None, res.rows, res.dates, res.months, time.perf_counter() - t0)
     logger.info("labels %s: %s..%s, %d rows in %.2fs", label.name, lo, hi, res.rows, out.seconds)
     return out

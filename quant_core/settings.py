@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     mlflow_artifact_uri: str | None = Field(
         default=None, description="artifact root for new experiments (file:// or s3://); default beside the sqlite db"
     )
+    lake_keep_generations: int = Field(
+        default=30, ge=1, description="manifest generations of each lake dataset kept readable (version=)"
+    )
     redis_url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db")
     source: str = Field(default=DEFAULT_SOURCE, description="source spec the daily routine extracts from")
     num_threads: int = Field(default=1, ge=1, description="LightGBM threads per model")

@@ -26,6 +26,11 @@ def _data_files(lake: Lake) -> dict[str, str]:
     return {k: v for k, v in lake.snapshot().items() if not k.startswith("reports/")}
 
 
+def _month_files(lake: Lake) -> dict[str, str]:
+    """The data files alone (manifests carry commit times and writers, which differ between lakes)."""
+    return {k: v for k, v in _data_files(lake).items() if "/month=" in k}
+
+
 def test_roundtrip_and_projection(tmp_path: Path, csi_bars: pd.DataFrame) -> None:
     lake = Lake(str(tmp_path / "lake"))
     res = lake.write_bars(csi_bars, "2020-01-01", "2020-12-31")
@@ -64,10 +69,24 @@ def test_same_write_twice_is_byte_identical(tmp_path: Path, csi_bars: pd.DataFra
     before = _data_files(lake)
     res = lake.write_bars(csi_bars, "2020-01-01", "2020-12-31")
     assert res.unchanged and _data_files(lake) == before
-    # a fresh lake fed the same data ends with the same files and manifest
+    # a fresh lake fed the same data ends with the same files and manifest content
     other = Lake(str(tmp_path / "other"))
     other.write_bars(csi_bars, "2020-01-01", "2020-12-31")
-    assert _data_files(other) == before
+    assert _month_files(other) == _month_files(lake)
+    assert other.bars.manifest().same_content(lake.bars.manifest())
+
+
+def test_identical_rewrite_after_a_retiring_write_changes_no_byte(tmp_path: Path, csi_bars: pd.DataFrame) -> None:
+    """Rerunning a day's ingest: the second identical write is a no-op at once (invariant 4)."""
+    lake = Lake(str(tmp_path / "lake"))
+    lake.write_bars(csi_bars, "2020-01-01", "2020-12-31")
+    day = csi_bars[csi_bars["date"] == "2020-07-01"]
+    first = lake.write_bars(day.assign(close=day["close"] + 1), "2020-07-01", "2020-07-01")  # retires July's file
+    assert not first.unchanged and first.months == ("2020-07",)
+    before = lake.snapshot()
+    again = lake.write_bars(day.assign(close=day["close"] + 1), "2020-07-01", "2020-07-01")
+    assert again.unchanged and again.months == () and again.generation == first.generation
+    assert lake.snapshot() == before
 
 
 def test_first_dates_follow_rewrites(tmp_path: Path, csi_bars: pd.DataFrame) -> None:
@@ -122,24 +141,172 @@ def test_corrupt_file_is_named_and_the_lake_is_unchanged(tmp_path: Path, csi_bar
     assert len(lake.read_bars("2020-06-01", "2020-06-30")) > 0
 
 
-def test_concurrent_writer_is_detected(tmp_path: Path, csi_bars: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
-    lake = Lake(str(tmp_path / "lake"))
-    lake.write_bars(csi_bars, "2020-01-01", "2020-12-31")
-    ds = lake.bars
-    original = ds._read_manifest_bytes
+def _one_day(day: str, value: float) -> pa.Table:
+    d = date.fromisoformat(day)
+    return pa.table({"date": pa.array([d, d], pa.date32()), "symbol": pa.array(["A", "B"], pa.large_string()),
+                     "x": pa.array([value, -value], pa.float64())})
+
+
+def _interleave(ds, other_write):  # type: ignore[no-untyped-def]
+    """Make ``ds``'s next commit lose the race: another writer commits just before it swaps."""
+    real = ds.store.swap
     calls = {"n": 0}
 
-    def racing() -> bytes | None:
+    def swap(expected, payload):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        data = original()
-        return data if calls["n"] == 1 else (data or b"") + b" "
+        if calls["n"] == 1:
+            other_write()
+        return real(expected, payload)
 
-    monkeypatch.setattr(ds, "_read_manifest_bytes", racing)
-    from quant_core.bars import bars_to_table
+    ds.store.swap = swap
+    return calls
 
-    day = csi_bars[csi_bars["date"] == "2020-07-01"]
-    with pytest.raises(LakeError, match="another writer"):
-        ds.write(bars_to_table(day.assign(close=day["close"] + 1)), "2020-07-01", "2020-07-01")
+
+def test_a_lost_commit_race_raises_and_leaves_no_trace(tmp_path: Path) -> None:
+    from quant_core.commit import WriteConflict
+
+    lake = Lake(str(tmp_path / "lake"))
+    ds = lake.dataset("x")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")
+    rival = Lake(str(tmp_path / "lake")).dataset("x")
+    _interleave(ds, lambda: rival.write(_one_day("2020-02-03", 2.0), "2020-02-03", "2020-02-03"))
+    with pytest.raises(WriteConflict, match=r"lake dataset file://.*/lake/x: another writer committed"):
+        ds.write(_one_day("2020-03-04", 3.0), "2020-03-04", "2020-03-04")
+    # the rival's write is there, ours is not, and the March file we uploaded was removed
+    assert ds.dates() == [date(2020, 1, 2), date(2020, 2, 3)]
+    assert not (tmp_path / "lake/x/month=2020-03").exists() or not any((tmp_path / "lake/x/month=2020-03").iterdir())
+    assert not list((tmp_path / "lake").rglob(".tmp-*"))
+
+
+def test_a_lost_commit_race_is_re_applied_on_the_new_manifest(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ds = lake.dataset("x")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")
+    rival = Lake(str(tmp_path / "lake")).dataset("x")
+    calls = _interleave(ds, lambda: rival.write(_one_day("2020-01-03", 2.0), "2020-01-03", "2020-01-03"))
+    res = ds.write(_one_day("2020-01-06", 3.0), "2020-01-06", "2020-01-06", retries=2)
+    assert calls["n"] == 2 and res.generation == 3
+    # same month: the re-applied write kept the rival's day
+    got = ds.read().to_pandas()
+    assert sorted(set(got["date"])) == [date(2020, 1, 2), date(2020, 1, 3), date(2020, 1, 6)]
+
+
+def test_retries_exhausted_is_a_clear_error_and_nothing_changes(tmp_path: Path) -> None:
+    from quant_core.commit import WriteConflict
+
+    lake = Lake(str(tmp_path / "lake"))
+    ds = lake.dataset("x")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")
+    rival = Lake(str(tmp_path / "lake")).dataset("x")
+    real, n = ds.store.swap, {"i": 0}
+
+    def always_beaten(expected, payload):  # type: ignore[no-untyped-def]
+        n["i"] += 1
+        rival.write(_one_day("2020-01-03", float(n["i"])), "2020-01-03", "2020-01-03")
+        return real(expected, payload)
+
+    ds.store.swap = always_beaten  # type: ignore[method-assign]
+    with pytest.raises(WriteConflict, match=r"lake dataset .*/x: the write of 2020-01-06..2020-01-06 lost the commit "
+                                            r"race to other writers 3 times in a row; nothing was written"):
+        ds.write(_one_day("2020-01-06", 9.0), "2020-01-06", "2020-01-06", retries=2)
+    assert date(2020, 1, 6) not in ds.dates()
+
+
+@pytest.mark.parametrize("mode", ["disjoint", "overlap"])
+def test_two_processes_racing_lose_no_write(tmp_path: Path, mode: str) -> None:
+    """Measured before the compare-and-swap: 5 of 60 rounds lost a write reported as successful."""
+    from tests.support.lake_race import lost_writes, race
+
+    uri = str(tmp_path / "lake")
+    results = race(uri, mode, rounds=60)
+    errors = [e for w in results.values() for (_r, _g, e) in w if e]
+    assert errors == []
+    gens = sorted(g for w in results.values() for (_r, g, _e) in w if g is not None)
+    assert gens == list(range(1, 121)), "every write committed exactly one generation"
+    assert lost_writes(Lake(uri).dataset("race"), mode, results) == []
+
+
+def test_generations_history_and_reading_an_earlier_one(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"), keep_generations=3)
+    ds = lake.dataset("x")
+    for i in range(1, 6):  # five commits of the same day: 1.0 .. 5.0
+        ds.write(_one_day("2020-01-02", float(i)), "2020-01-02", "2020-01-02", writer=f"run {i}")
+    hist = ds.history()
+    assert [c.generation for c in hist] == [3, 4, 5]
+    assert [c.writer for c in hist] == ["run 3", "run 4", "run 5"]
+    assert all(c.months == ("2020-01",) and c.rows == 2 and c.start == "2020-01-02" for c in hist)
+    assert ds.read(version=4).column("x").to_pylist() == [4.0, -4.0]
+    assert ds.read(version=3).column("x").to_pylist() == [3.0, -3.0]
+    assert ds.read().column("x").to_pylist() == [5.0, -5.0]
+    with pytest.raises(LakeError, match=r"generation 2 was not kept \(kept generations: 3..5; the lake keeps the last 3\)"):
+        ds.read(version=2)
+    # exactly the files of the kept generations remain: three month files, two earlier manifests
+    months = sorted(p.name for p in (tmp_path / "lake/x/month=2020-01").iterdir())
+    assert len(months) == 3
+    assert sorted(p.name for p in (tmp_path / "lake/x/_history").iterdir()) == ["00000003.json", "00000004.json"]
+
+
+def test_a_file_shared_with_a_kept_generation_survives(tmp_path: Path) -> None:
+    """Writing back an earlier version's bytes reuses its file; dropping that generation later keeps it."""
+    lake = Lake(str(tmp_path / "lake"), keep_generations=2)
+    ds = lake.dataset("x")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")
+    ds.write(_one_day("2020-01-02", 2.0), "2020-01-02", "2020-01-02")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")  # same bytes as generation 1
+    ds.write(_one_day("2020-01-02", 3.0), "2020-01-02", "2020-01-02")
+    assert ds.read(version=3).column("x").to_pylist() == [1.0, -1.0]
+    assert ds.read().column("x").to_pylist() == [3.0, -3.0]
+
+
+def test_to_pyarrow_dataset_is_the_current_generation_only(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ds = lake.dataset("x")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")
+    ds.write(_one_day("2020-01-02", 2.0), "2020-01-02", "2020-01-02")  # the old file stays (kept generation)
+    assert len(list((tmp_path / "lake/x").rglob("*.parquet"))) == 2
+    current = ds.to_pyarrow_dataset().to_table()
+    assert current.column("x").to_pylist() == [2.0, -2.0]
+    assert ds.to_pyarrow_dataset(version=1).to_table().column("x").to_pylist() == [1.0, -1.0]
+    import pyarrow.dataset as pads
+
+    globbed = pads.dataset(str(tmp_path / "lake/x"), format="parquet", exclude_invalid_files=True).to_table()
+    assert globbed.num_rows == 4  # what a glob of the folder would (wrongly) see
+
+
+def test_a_failed_upload_removes_the_months_already_uploaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import quant_core.lake as lake_module
+
+    lake = Lake(str(tmp_path / "lake"))
+    ds = lake.dataset("x")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")
+    before = lake.snapshot()
+    real = lake_module._write_object
+
+    def failing(fs, path, payload, *, create_only=False):  # type: ignore[no-untyped-def]
+        if "month=2020-03" in path:
+            raise OSError("disk full (simulated)")
+        return real(fs, path, payload, create_only=create_only)
+
+    monkeypatch.setattr(lake_module, "_write_object", failing)
+    t = pa.concat_tables([_one_day("2020-02-03", 2.0), _one_day("2020-03-03", 3.0), _one_day("2020-04-01", 4.0)])
+    with pytest.raises(LakeError, match=r"cannot write month=2020-03/.*disk full"):
+        ds.write(t, "2020-02-01", "2020-04-30")
+    assert lake.snapshot() == before  # February's and April's uploads were removed
+
+
+def test_stale_temporary_files_are_swept(tmp_path: Path) -> None:
+    import os
+
+    lake = Lake(str(tmp_path / "lake"))
+    ds = lake.dataset("x")
+    ds.write(_one_day("2020-01-02", 1.0), "2020-01-02", "2020-01-02")
+    stale = tmp_path / "lake/x/.tmp-crashed"
+    stale.write_bytes(b"half a manifest")
+    os.utime(stale, (1, 1))
+    fresh = tmp_path / "lake/x/.tmp-inflight"
+    fresh.write_bytes(b"another writer, right now")
+    ds.write(_one_day("2020-01-03", 1.0), "2020-01-03", "2020-01-03")
+    assert not stale.exists() and fresh.exists()
 
 
 def test_empty_dataset_and_bad_names(tmp_path: Path) -> None:
