@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -31,12 +30,14 @@ LakeOpt = Annotated[str | None, typer.Option("--lake", help="lake URI: folder, f
 DateOpt = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="ISO date, inclusive")]
 
 
-def _use_config(config: Path | None) -> None:
-    if config is not None:
-        if not config.is_file():
-            _fail(f"config file {config} does not exist")
-        # tasks load their settings in their own frames: hand the file to them through QONLINE_CONFIG
-        os.environ["QONLINE_CONFIG"] = str(config.resolve())
+def _use_config(config: Path | None) -> str | None:
+    """The config file's absolute path, handed to the flow as a parameter (never via os.environ:
+    the flow resolves the settings once and passes them to every task, on any worker)."""
+    if config is None:
+        return None
+    if not config.is_file():
+        _fail(f"config file {config} does not exist")
+    return str(config.resolve())
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -80,10 +81,10 @@ def ingest(
     json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Extract bars of [START, END] from SOURCE, validate them, and store them in the lake."""
-    _use_config(config)
+    cfg = _use_config(config)
     from flows.ingest import ingest as ingest_flow
 
-    summary = _run(ingest_flow, source=source, start=start.date(), end=end.date(), lake_uri=lake)
+    summary = _run(ingest_flow, source=source, start=start.date(), end=end.date(), lake_uri=lake, config=cfg)
     _print_summary(summary, json_output)
 
 
@@ -98,12 +99,12 @@ def features(
     json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Recompute a feature set (and labels) for [START, END] from the bars in the lake."""
-    _use_config(config)
+    cfg = _use_config(config)
     from flows.features import features as features_flow
 
     labels = tuple(label) if label else ("LABEL0",)
     summary = _run(features_flow, start=start.date(), end=end.date(), feature_set=feature_set, labels=labels,
-                   lake_uri=lake)
+                   lake_uri=lake, config=cfg)
     _print_summary(summary, json_output)
 
 
@@ -119,15 +120,16 @@ def first_train(
     json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Generate every rolling task of STRATEGY up to AS_OF and train them in parallel (MLflow)."""
-    _use_config(config)
+    cfg = _use_config(config)
     from flows.first_train import first_train as flow_fn
     from flows.first_train import task_runner
     from quant_core.settings import load_settings
 
-    settings = _run(load_settings, lake_uri=lake)
+    settings = _run(load_settings, cfg, lake_uri=lake)
     runner = task_runner("dask" if dask else "threads", max_workers=workers or settings.max_workers,
                          dask_address=dask_address)
-    summary = _run(flow_fn.with_options(task_runner=runner), as_of=as_of.date(), strategy=strategy, lake_uri=lake)
+    summary = _run(flow_fn.with_options(task_runner=runner), as_of=as_of.date(), strategy=strategy, lake_uri=lake,
+                   config=cfg)
     _print_summary(summary, json_output)
 
 
@@ -143,12 +145,12 @@ def models_list(
     json_output: Annotated[bool, typer.Option("--json", help="a JSON list of objects")] = False,
 ) -> None:
     """Every registered version: task id, segments, metrics, online."""
-    _use_config(config)
+    cfg = _use_config(config)
     from quant_core.registry import ModelRegistry
     from quant_core.settings import load_settings
     from quant_core.strategy import load_strategies
 
-    settings = _run(load_settings, lake_uri=lake)
+    settings = _run(load_settings, cfg, lake_uri=lake)
     names = [strategy] if strategy else sorted(_run(load_strategies, settings.strategies))
     registry = ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
     _run(registry.check_reachable)
@@ -175,31 +177,29 @@ def demo(
     daily_days: Annotated[int, typer.Option(help="trading days replayed as daily ingests at the end")] = 3,
 ) -> None:
     """The quickstart job: build a lake from the embedded synthetic market, then replay daily ingests."""
-    _use_config(config)
+    cfg = _use_config(config)
     from flows.demo import demo as demo_flow
-    from flows.local_services import private_redis
+    from flows.local_services import private_redis, with_setting
     from quant_core.settings import load_settings
 
-    settings = load_settings(lake_uri=lake, source=source)
+    settings = _run(load_settings, cfg, lake_uri=lake, source=source)
     if settings.redis_url is None:
-        with private_redis() as url:
-            os.environ["QONLINE_REDIS_URL"] = url
-            try:
-                summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days)
-            finally:
-                os.environ.pop("QONLINE_REDIS_URL", None)
+        with private_redis() as url, with_setting(cfg, "redis_url", url) as private_cfg:
+            summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days,
+                           config=private_cfg)
     else:
-        summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days)
+        summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days,
+                       config=cfg)
     _print_summary(summary, False)
 
 
 @app.command("settings")
 def show_settings(config: ConfigOpt = None) -> None:
     """Print the effective settings (secrets masked)."""
-    _use_config(config)
+    cfg = _use_config(config)
     from quant_core.settings import load_settings
 
-    s = _run(load_settings)
+    s = _run(load_settings, cfg)
     typer.echo(json.dumps(s.redacted(), indent=2, default=str))
 
 

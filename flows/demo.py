@@ -38,18 +38,18 @@ def source_calendar(spec: str) -> list[date]:
 
 
 @flow(name="demo", flow_run_name="demo {lake_uri}")
-def demo(source: str, lake_uri: str, daily_days: int = 3) -> dict[str, object]:
+def demo(source: str, lake_uri: str, daily_days: int = 3, config: str | None = None) -> dict[str, object]:
     """Ingest the synthetic market's history, then replay the last days as daily ingests."""
     logger = get_run_logger()
     days = source_calendar(source)
     first, last = days[0], days[-1]
     tail_days = days[-daily_days:] if daily_days > 0 else []
     history_end = (tail_days[0] - timedelta(days=1)) if tail_days else last
-    history = ingest(source=source, start=first, end=history_end, lake_uri=lake_uri)
+    history = ingest(source=source, start=first, end=history_end, lake_uri=lake_uri, config=config)
     daily = []
     for day in tail_days:
-        daily.append(ingest(source=source, start=day, end=day, lake_uri=lake_uri))
-    settings = load_settings(lake_uri=lake_uri)
+        daily.append(ingest(source=source, start=day, end=day, lake_uri=lake_uri, config=config))
+    settings = load_settings(config, lake_uri=lake_uri)
     summary = describe(Lake.from_settings(settings).bars.manifest())
     redis_status = "not configured"
     if settings.redis_url is not None:

@@ -34,12 +34,12 @@ def update_summary(u: StoreUpdate) -> dict[str, object]:
 @flow(name="features", flow_run_name="features {feature_set} {start}..{end}")
 def features(
     start: date, end: date, feature_set: str = "alpha158", labels: tuple[str, ...] = ("LABEL0",),
-    lake_uri: str | None = None,
+    lake_uri: str | None = None, config: str | None = None,
 ) -> dict[str, object]:
     """Recompute features (from the hist_ref buffer) and observable labels for [start, end]."""
-    lake = load_settings(lake_uri=lake_uri).lake_uri
-    updates = [compute_features(feature_set, start, end, lake)]
-    updates += [compute_labels(label, start, end, lake) for label in labels]
+    settings = load_settings(config, lake_uri=lake_uri)
+    updates = [compute_features(feature_set, start, end, settings)]
+    updates += [compute_labels(label, start, end, settings) for label in labels]
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Features {start} .. {end}\n\n" + updates_table(updates),
                              description=f"features {feature_set} {start}..{end}")
     return {"start": start.isoformat(), "end": end.isoformat(), "updates": [update_summary(u) for u in updates]}

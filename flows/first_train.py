@@ -10,12 +10,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from quant_core.lake import Lake
-from quant_core.registry import ModelRegistry
 from quant_core.reporting import markdown_table
 from quant_core.settings import load_settings
 from quant_core.strategy import DEFAULT_STRATEGY, get_strategy
 from quant_core.training import TrainOutcome, check_model_params
-from tasks.training import train_rolling_models
+from tasks.training import registry_of, train_rolling_models
 
 ARTIFACT_KEY = "first-train-report"
 
@@ -54,22 +53,22 @@ def _report(strategy: str, as_of: date, outcomes: list[TrainOutcome], seconds: f
 
 @flow(name="first_train", flow_run_name="first_train {strategy} as of {as_of}",
       task_runner=task_runner("threads"))
-def first_train(as_of: date, strategy: str = DEFAULT_STRATEGY, lake_uri: str | None = None) -> dict[str, object]:
+def first_train(as_of: date, strategy: str = DEFAULT_STRATEGY, lake_uri: str | None = None,
+                config: str | None = None) -> dict[str, object]:
     """Train every rolling task of a strategy up to as_of (reusing versions already trained on the same data)."""
     import time
 
     t0 = time.perf_counter()
-    settings = load_settings(lake_uri=lake_uri)
+    settings = load_settings(config, lake_uri=lake_uri)
     lake = Lake.from_settings(settings)
     calendar = lake.calendar()
     strat = get_strategy(strategy, settings.strategies)
     tasks = strat.tasks(calendar, as_of)
     for t in tasks:
         check_model_params(t)  # fail before anything is trained or registered
-    registry = ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
-    registry.check_reachable()
+    registry_of(settings).check_reachable()
     get_run_logger().info("%s: %d rolling tasks up to %s", strategy, len(tasks), as_of)
-    outcomes = train_rolling_models(tasks, calendar.align_end(as_of), settings.lake_uri)
+    outcomes = train_rolling_models(tasks, calendar.align_end(as_of), settings)
     seconds = time.perf_counter() - t0
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(strategy, as_of, outcomes, seconds),
                              description=f"first_train {strategy} {as_of}")

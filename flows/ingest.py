@@ -62,18 +62,19 @@ def ingest(
     lake_uri: str | None = None,
     feature_set: str | None = "alpha158",
     labels: tuple[str, ...] = ("LABEL0",),
+    config: str | None = None,
 ) -> dict[str, object]:
     """Extract, validate and store bars of [start, end]; then update the features and labels they touch."""
     if start is None or end is None:
         # the flow boundary is the one place where "no dates" becomes the run's business date
         day = business_date()
         start, end = start or day, end or day
-    settings = load_settings(lake_uri=lake_uri, source=source)
+    settings = load_settings(config, lake_uri=lake_uri, source=source)
     logger = get_run_logger()
-    spec, lake = settings.source, settings.lake_uri
-    bars = extract_bars(spec, start, end)
+    spec = settings.source
+    bars = extract_bars(spec, start, end, settings)
     try:
-        gate = validate_bars(bars, start, end, lake, spec)
+        gate = validate_bars(bars, start, end, settings, spec)
     except Exception as exc:
         create_markdown_artifact(
             key=ARTIFACT_KEY,
@@ -81,7 +82,7 @@ def ingest(
             description="ingest failed at the validation gate; nothing was stored",
         )
         raise
-    written = store_bars(bars, start, end, lake)
+    written = store_bars(bars, start, end, settings)
     store = Lake.from_settings(settings)
     updates: list[StoreUpdate] = []
     if feature_set and gate.rows:
@@ -90,8 +91,8 @@ def ingest(
         fs = get_feature_set(feature_set)
         lookahead = max((get_label(label).lookahead for label in labels), default=0)
         (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(store.calendar(), start, end, fs.hist_ref, lookahead)
-        updates.append(compute_features(feature_set, f_lo, f_hi, lake))
-        updates += [compute_labels(label, l_lo, l_hi, lake) for label in labels]
+        updates.append(compute_features(feature_set, f_lo, f_hi, settings))
+        updates += [compute_labels(label, l_lo, l_hi, settings) for label in labels]
     summary = describe(store.bars.manifest())
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(spec, start, end, gate, written, summary, updates),
                              description=f"ingest {start}..{end}")

@@ -104,3 +104,23 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> 
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@contextmanager
+def with_setting(config: str | None, key: str, value: str) -> Iterator[str]:
+    """A private copy of a config file (or an empty one) with one more setting; yields its path.
+
+    The demo hands its throwaway redis-server to the flow this way: as a config file parameter,
+    never through ``os.environ`` (a worker in another process would not see it).
+    """
+    import yaml
+
+    data: dict[str, object] = {}
+    if config:
+        data = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    data[key] = value
+    with tempfile.TemporaryDirectory(prefix="qonline-config-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        path.chmod(0o600)
+        yield str(path)

@@ -88,6 +88,7 @@ def update_features(
     *,
     require_full_history: bool = False,
     threads: int | None = None,
+    writer: str | None = None,
 ) -> StoreUpdate:
     """Compute ``feature_set`` for every bar dated in ``[start, end]`` and replace that range.
 
@@ -114,14 +115,16 @@ def update_features(
     feats = compute_features(bars, feature_set, start=lo, end=hi, first_dates=lake.bars.first_dates(),
                              threads=threads)
     res = feature_dataset(lake, feature_set).write(_frame_to_table(feats), to_date(start), to_date(end),
-                                                  retries=COMMIT_RETRIES)
+                                                  writer=writer, retries=COMMIT_RETRIES)
     out = StoreUpdate(res.dataset, lo, hi, buffer_start, res.rows, res.dates, res.months, time.perf_counter() - t0)
     logger.info("features %s: %s..%s from buffer %s, %d rows in %.2fs", feature_set.name, lo, hi,
                 buffer_start, res.rows, out.seconds)
     return out
 
 
-def update_labels(lake: Lake, label: Label, start: date | str, end: date | str) -> StoreUpdate:
+def update_labels(
+    lake: Lake, label: Label, start: date | str, end: date | str, *, writer: str | None = None
+) -> StoreUpdate:
     """Compute ``label`` for the dates of ``[start, end]`` whose label is observable; replace them.
 
     A date ``t`` is observable when ``t + lookahead`` trading days exist in the lake. Returns an
@@ -139,7 +142,7 @@ def update_labels(lake: Lake, label: Label, start: date | str, end: date | str) 
     lo, hi = days[0], days[-1]
     bars = lake.read_bars(lo, cal.shift(hi, label.lookahead), columns=["date", "symbol", "close", "factor"])
     labels = compute_labels(bars, label, start=lo, end=hi)
-    res = label_dataset(lake, label).write(_frame_to_table(labels), lo, hi, retries=COMMIT_RETRIES)
+    res = label_dataset(lake, label).write(_frame_to_table(labels), lo, hi, writer=writer, retries=COMMIT_RETRIES)
     out = StoreUpdate(res.dataset, lo, hi, None, res.rows, res.dates, res.months, time.perf_counter() - t0)
     logger.info("labels %s: %s..%s, %d rows in %.2fs", label.name, lo, hi, res.rows, out.seconds)
     return out

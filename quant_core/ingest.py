@@ -147,6 +147,8 @@ def _find_index(docs_dir: str) -> str | None:
     return None
 
 
-def store(lake: Lake, bars: pd.DataFrame, start: date | str, end: date | str) -> WriteResult:
-    """Replace the lake's bars for ``[start, end]`` (inclusive) with ``bars``."""
-    return lake.write_bars(bars, start, end)
+def store(
+    lake: Lake, bars: pd.DataFrame, start: date | str, end: date | str, *, writer: str | None = None
+) -> WriteResult:
+    """Replace the lake's bars for ``[start, end]`` (inclusive) with ``bars``; ``writer`` goes in its history."""
+    return lake.write_bars(bars, start, end, writer=writer)

@@ -199,8 +199,9 @@ class RollingTask(BaseModel):
         model_params: model hyper-parameters (JSON values only).
         segments: train/valid/test, inclusive dates; the test end may be ``None`` (open).
 
-    The model is frozen (the ``dict`` fields are not deep-frozen: do not mutate them). Equality and
-    hashing follow :attr:`task_id`, i.e. the canonical JSON content.
+    The model is frozen (the ``dict`` fields are not deep-frozen: do not mutate them). Equality is
+    the canonical JSON content; the hash follows :attr:`task_id`, which leaves out the test end (see
+    there), so equal tasks have equal hashes.
 
     Raises:
         RollingError: on construction with an invalid field (unknown fields are refused).
@@ -246,7 +247,7 @@ class RollingTask(BaseModel):
 
     # -- identity ---------------------------------------------------------------------------------
     def to_json(self) -> str:
-        """Canonical JSON of the whole content (sorted keys, ISO dates): the basis of :attr:`task_id`."""
+        """Canonical JSON of the whole content (sorted keys, ISO dates)."""
         return _canonical_json(self.model_dump(mode="json"))
 
     @classmethod
@@ -263,8 +264,18 @@ class RollingTask(BaseModel):
 
     @property
     def task_id(self) -> str:
-        """First 16 hex digits of the SHA-256 of :meth:`to_json`: same content, same id, in any process."""
-        return hashlib.sha256(self.to_json().encode("ascii")).hexdigest()[:16]
+        """First 16 hex digits of the SHA-256 of the canonical content without the test end.
+
+        The id names the *model*: what it learns from (features, label, processors, parameters,
+        train and valid segments) and the test start it is made for. The test end is left out: it
+        does not change the model, and it depends on how much calendar is known when the task is
+        generated (a daily run at the test start cannot know the day ``step`` sessions later, a
+        backfill or a catch-up run can). So a task has one id whoever generates it. Same in every
+        process (no Python hash involved).
+        """
+        doc = self.model_dump(mode="json")
+        del doc["segments"]["test"]["end"]
+        return hashlib.sha256(_canonical_json(doc).encode("ascii")).hexdigest()[:16]
 
     def __hash__(self) -> int:
         return hash(self.task_id)

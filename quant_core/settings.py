@@ -124,6 +124,19 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json", exclude={"strategies"})
 
 
+#: settings whose override of a config file's value is logged (once per process and value)
+_SAID_ONCE = frozenset({"lake_uri", "source", "mlflow_tracking_uri"})
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    import logging
+
+    if message not in _said:
+        _said.add(message)
+        logging.getLogger(__name__).warning(message)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -166,7 +179,12 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         env_keys.add("aws_region")
     # the file is the lowest layer: drop its keys the environment sets, then apply overrides
     init = {k: v for k, v in file_values.items() if k not in env_keys or k == "config"}
-    init.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in given.items():
+        if key in file_values and file_values[key] != value and key in _SAID_ONCE:
+            _say_once(f"{key}: the command line's {value!r} wins over {file_values[key]!r} from config file "
+                      f"{path_value}")
+    init.update(given)
     try:
         return Settings(**init)
     except ValidationError as exc:

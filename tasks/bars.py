@@ -10,33 +10,33 @@ from prefect.cache_policies import NO_CACHE
 
 from quant_core.ingest import GateOutcome, extract, store, validate
 from quant_core.lake import Lake, WriteResult
-from quant_core.settings import load_settings
-from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error
+from quant_core.settings import Settings
+from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error, writer_id
 
 # Bars are DataFrames passed in memory between tasks of one flow run; hashing them for a cache key
-# would cost more than extracting again, so these tasks do not cache (NO_CACHE).
+# would cost more than extracting again, so these tasks do not cache (NO_CACHE). Settings come in
+# as a parameter (resolved once by the flow), so a task on a remote worker uses the same lake.
 
 
 @task(retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error, cache_policy=NO_CACHE)
-def extract_bars(source: str, start: date, end: date) -> pd.DataFrame:
+def extract_bars(source: str, start: date, end: date, settings: Settings) -> pd.DataFrame:
     """Extract bars of [start, end] from a source spec."""
-    bars = extract(source, start, end, load_settings())
+    bars = extract(source, start, end, settings)
     get_run_logger().info("extracted %d bars (%s..%s) from %s", len(bars), start, end, source)
     return bars
 
 
 @task(retries=2, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error, cache_policy=NO_CACHE)
-def validate_bars(bars: pd.DataFrame, start: date, end: date, lake_uri: str, source: str) -> GateOutcome:
+def validate_bars(bars: pd.DataFrame, start: date, end: date, settings: Settings, source: str) -> GateOutcome:
     """Run the Great Expectations gate on the bars; raise on failure."""
-    settings = load_settings(lake_uri=lake_uri)
     outcome = validate(Lake.from_settings(settings), bars, start, end, settings, source=source)
     get_run_logger().info("validation passed: %d rows; report %s", outcome.rows, outcome.report_uri)
     return outcome
 
 
 @task(retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error, cache_policy=NO_CACHE)
-def store_bars(bars: pd.DataFrame, start: date, end: date, lake_uri: str) -> WriteResult:
+def store_bars(bars: pd.DataFrame, start: date, end: date, settings: Settings) -> WriteResult:
     """Replace the lake's bars of [start, end] with these bars."""
-    result = store(Lake.from_settings(load_settings(lake_uri=lake_uri)), bars, start, end)
+    result = store(Lake.from_settings(settings), bars, start, end, writer=writer_id())
     get_run_logger().info("stored %d rows, months rewritten: %s", result.rows, ", ".join(result.months) or "none")
     return result

@@ -22,3 +22,13 @@ def retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+def writer_id() -> str:
+    """Who writes to the lake, for its history: the current flow run (name and id), else host and pid."""
+    from prefect.runtime import flow_run
+
+    from quant_core.lake import default_writer
+
+    run_id = flow_run.id
+    return f"flow run {flow_run.name} ({run_id})" if run_id else default_writer()

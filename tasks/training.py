@@ -11,22 +11,27 @@ from prefect.cache_policies import NO_CACHE
 from quant_core.lake import Lake
 from quant_core.registry import ModelRegistry
 from quant_core.rolling import RollingTask
-from quant_core.settings import load_settings
+from quant_core.settings import Settings
 from quant_core.training import TrainOutcome, assemble, train_task
 from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error
 
 # Reuse is decided by the registry (task id + data fingerprint), which survives across runs and
-# machines; a Prefect input cache would not see a changed lake, so no cache policy here.
+# machines; a Prefect input cache would not see a changed lake, so no cache policy here. The
+# settings arrive as a parameter: a task on a Dask worker or another host uses the lake and the
+# MLflow store the flow resolved, not whatever its own environment says.
+
+
+def registry_of(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
 
 
 @task(retries=2, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error, cache_policy=NO_CACHE,
       task_run_name="train {rolling_task.segments.test.start}")
-def train_rolling_model(rolling_task: RollingTask, as_of: date, lake_uri: str) -> TrainOutcome:
+def train_rolling_model(rolling_task: RollingTask, as_of: date, settings: Settings) -> TrainOutcome:
     """Train one rolling task (or reuse its registered version) and register it in MLflow."""
     t0 = time.perf_counter()
-    settings = load_settings(lake_uri=lake_uri)
     lake = Lake.from_settings(settings)
-    registry = ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
+    registry = registry_of(settings)
     data = assemble(lake, rolling_task, lake.calendar(), as_of)
     found = registry.find(rolling_task, data.fingerprint)
     if found is not None:
@@ -41,7 +46,14 @@ def train_rolling_model(rolling_task: RollingTask, as_of: date, lake_uri: str) -
                         trained.metrics, trained.fit_seconds, time.perf_counter() - t0)
 
 
-def train_rolling_models(rolling_tasks: list[RollingTask], as_of: date, lake_uri: str) -> list[TrainOutcome]:
-    """Fan the rolling tasks out through the current flow's task runner (threads or Dask)."""
-    futures = train_rolling_model.map(rolling_tasks, as_of=unmapped(as_of), lake_uri=unmapped(lake_uri))
+def train_rolling_models(rolling_tasks: list[RollingTask], as_of: date, settings: Settings) -> list[TrainOutcome]:
+    """Fan the rolling tasks out through the current flow's task runner (threads or Dask).
+
+    The strategies' experiments and registered models are created first, in this process, so the
+    parallel workers never race to create them.
+    """
+    registry = registry_of(settings)
+    for strategy in sorted({t.strategy for t in rolling_tasks}):
+        registry.prepare(strategy)
+    futures = train_rolling_model.map(rolling_tasks, as_of=unmapped(as_of), settings=unmapped(settings))
     return [f.result() for f in futures]

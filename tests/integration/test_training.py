@@ -99,12 +99,119 @@ def test_first_train_registers_a_version_per_task_and_reuses_them(env: Path, pre
     assert not [p for p in art_root.rglob("*") if p.suffix in (".pkl", ".pickle")]
 
 
-def test_dask_local_cluster_path(env: Path, prefect_server: None) -> None:
+def _configured_registry(env: Path, tmp_path: Path) -> Path:
+    """Point the config at an MLflow store that is not the default one; returns the db path."""
+    db = tmp_path / "registry" / "configured.db"
+    db.parent.mkdir()
+    cfg = yaml.safe_load(env.read_text())
+    cfg["mlflow_tracking_uri"] = f"sqlite:///{db}"
+    env.write_text(yaml.safe_dump(cfg))
+    return db
+
+
+def _assert_all_in_configured_registry(env: Path, db: Path, summary: dict[str, object]) -> None:
+    assert summary["trained"] == 5
+    versions = ModelRegistry(f"sqlite:///{db}").list("lgb_small")
+    assert [m.version for m in versions] == [1, 2, 3, 4, 5]
+    assert len({m.task_id for m in versions}) == 5
+    lake = Path(yaml.safe_load(env.read_text())["lake_uri"])
+    assert not Path(f"{lake}-mlflow.db").exists(), "a worker used the default registry instead of the configured one"
+
+
+def test_dask_local_cluster_path(env: Path, tmp_path: Path, prefect_server: None) -> None:
+    """Two Dask worker processes register the first versions at once: the registry is created first."""
+    db = _configured_registry(env, tmp_path)
     code, out, err = _cli("first-train", "--as-of", AS_OF, "--strategy", "lgb_small", "--config", str(env), "--json",
                           "--dask", "--workers", "2")
     assert code == 0, out + err
-    summary = json.loads(out)
-    assert summary["trained"] == 5
+    _assert_all_in_configured_registry(env, db, json.loads(out))
+
+
+def test_remote_dask_workers_get_the_flows_settings(env: Path, tmp_path: Path, prefect_server: None) -> None:
+    """Workers started before the command (another environment, as on another host) see the config too."""
+    from distributed import LocalCluster
+
+    db = _configured_registry(env, tmp_path)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        code, out, err = _cli("first-train", "--as-of", AS_OF, "--strategy", "lgb_small", "--config", str(env),
+                              "--json", "--dask-address", cluster.scheduler_address)
+    assert code == 0, out + err
+    _assert_all_in_configured_registry(env, db, json.loads(out))
+
+
+def test_online_alias_lookups_and_no_orphans(env: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = _cli("first-train", "--as-of", AS_OF, "--strategy", "lgb_small", "--config", str(env), "--json")
+    assert code == 0, out + err
+    reg = _registry(env)
+    # promoted by alias: `models list --json` shows it online (search_model_versions alone says no alias)
+    reg.set_alias("lgb_small", 3)
+    code, out, err = _cli("models", "list", "--strategy", "lgb_small", "--config", str(env), "--json")
+    rows = json.loads(out)
+    assert [r["version"] for r in rows if r["online"]] == [3] and reg.online_version("lgb_small") == 3
+    reg.set_alias("lgb_small", 5)
+    assert reg.online_version("lgb_small") == 5 and [m.version for m in reg.list("lgb_small") if m.online] == [5]
+
+    # lookups by tag and the latest task, which the daily routine rolls on from
+    latest = reg.latest("lgb_small")
+    assert latest is not None
+    info, task = latest
+    assert info.version == 5 and task.task_id == info.task_id and task.segments.test.end is None
+    assert [m.version for m in reg.by_task("lgb_small", info.task_id)] == [5]
+    assert [m.version for m in reg.by_test_start("lgb_small", info.test_start)] == [5]
+
+    # a lost reply to create_model_version: the version exists, the caller saw an error
+    lake = Lake(yaml.safe_load(env.read_text())["lake_uri"])
+    cal = lake.calendar()
+    t = get_strategy("lgb_small", {"lgb_small": {**SMALL, "model": {**SMALL["model"], "num_leaves": 7}}}).tasks(
+        cal, AS_OF)[0]
+    trained = train_task(assemble(lake, t, cal, date(2022, 12, 30)), t)
+    real = reg.client.create_model_version
+
+    def lost_reply(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real(*args, **kwargs)
+        raise ConnectionResetError("the reply was lost (simulated)")
+
+    monkeypatch.setattr(reg.client, "create_model_version", lost_reply)
+    from quant_core.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="registering in MLflow .* failed: the reply was lost"):
+        reg.register(trained)
+    monkeypatch.undo()
+    assert reg.find(t, trained.fingerprint) is None
+    assert [m.version for m in reg.list("lgb_small")] == [1, 2, 3, 4, 5]
+    assert sorted(int(v.version) for v in reg.client.search_model_versions("name='lgb_small'")) == [1, 2, 3, 4, 5]
+    runs = reg.client.search_runs([reg.experiment_id("lgb_small")], filter_string=f"tags.task_id = '{t.task_id}'")
+    assert runs == []  # the run is deleted
+    art_root = Path(yaml.safe_load(env.read_text())["lake_uri"]).parent / "mlartifacts"
+    leftovers = list(art_root.rglob("model.txt"))
+    assert len(leftovers) == 5, leftovers  # the failed run's artifacts are gone too
+
+
+def test_transient_registry_errors_are_retried_and_others_raised(env: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from quant_core.registry import RegistryError
+
+    reg = ModelRegistry(f"sqlite:///{env.parent / 'transient.db'}", retry_delays=(0.01, 0.01, 0.01))
+    reg.prepare("s")
+    calls = {"n": 0}
+    real = reg.client.search_model_versions
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+        return real(*args, **kwargs)
+
+    reg.client.search_model_versions = flaky  # type: ignore[method-assign]
+    assert reg.list("s") == [] and calls["n"] == 3
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise MlflowException("Invalid filter string", error_code="INVALID_PARAMETER_VALUE")
+
+    reg.client.search_model_versions = broken  # type: ignore[method-assign]
+    with pytest.raises(RegistryError, match="Invalid filter string"):
+        reg.by_task("s", "abc")  # an error is never "not found" (which would train the task twice)
 
 
 def test_training_is_deterministic(env: Path) -> None:
