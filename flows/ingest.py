@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.features import update_summary, updates_table
+from quant_core.exchange import RunDay, business_day, get_exchange
 from quant_core.feature_store import StoreUpdate, dependent_ranges
 from quant_core.features import get_feature_set
 from quant_core.ingest import GateOutcome
@@ -15,7 +16,7 @@ from quant_core.labels import get_label
 from quant_core.lake import Lake, WriteResult, describe
 from quant_core.reporting import markdown_table
 from quant_core.settings import load_settings
-from tasks.bars import extract_bars, store_bars, validate_bars
+from tasks.bars import check_sessions, extract_bars, store_bars, validate_bars
 from tasks.features import compute_features, compute_labels
 
 ARTIFACT_KEY = "ingest-report"
@@ -46,12 +47,29 @@ def _report(
     return text
 
 
-def business_date() -> date:
-    """The date a run is for: its scheduled start (UTC date) when scheduled, else today."""
+def run_day(exchange: str) -> RunDay:
+    """The business date of a run without dates: its scheduled start (or now) at the exchange."""
+    from datetime import UTC, datetime
+
     from prefect.runtime import flow_run
 
     scheduled = flow_run.scheduled_start_time
-    return scheduled.date() if scheduled is not None else date.today()
+    return business_day(exchange, scheduled if scheduled is not None else datetime.now(UTC))
+
+
+def nothing_to_do(reason: str, start: date | None, end: date | None) -> dict[str, object]:
+    """End a run that has no session to process: say so, write nothing, succeed."""
+    get_run_logger().info(reason)
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Ingest: nothing to do\n\n{reason}\n",
+                             description=reason)
+    return {"nothing_to_do": reason, "start": start.isoformat() if start else None,
+            "end": end.isoformat() if end else None, "rows": 0}
+
+
+def expected_sessions(exchange: str, start: date, end: date) -> list[date] | None:
+    """The exchange's sessions in [start, end]; ``None`` with exchange none (the source decides)."""
+    ex = get_exchange(exchange)
+    return None if ex is None else ex.sessions(start, end)
 
 
 @flow(name="ingest", flow_run_name="ingest {start}..{end}", log_prints=False)
@@ -65,14 +83,21 @@ def ingest(
     config: str | None = None,
 ) -> dict[str, object]:
     """Extract, validate and store bars of [start, end]; then update the features and labels they touch."""
+    settings = load_settings(config, lake_uri=lake_uri, source=source)
     if start is None or end is None:
         # the flow boundary is the one place where "no dates" becomes the run's business date
-        day = business_date()
-        start, end = start or day, end or day
-    settings = load_settings(config, lake_uri=lake_uri, source=source)
+        day = run_day(settings.exchange)
+        if not day.is_session:
+            return nothing_to_do(day.reason, day.day, day.day)
+        start, end = start or day.day, end or day.day
     logger = get_run_logger()
     spec = settings.source
+    sessions = expected_sessions(settings.exchange, start, end)
+    if sessions is not None and not sessions:
+        return nothing_to_do(f"nothing to do: {start}..{end} holds no session of {settings.exchange.upper()}",
+                             start, end)
     bars = extract_bars(spec, start, end, settings)
+    feed = check_sessions(bars, start, end, settings)
     try:
         gate = validate_bars(bars, start, end, settings, spec)
     except Exception as exc:
@@ -94,8 +119,11 @@ def ingest(
         updates.append(compute_features(feature_set, f_lo, f_hi, settings))
         updates += [compute_labels(label, l_lo, l_hi, settings) for label in labels]
     summary = describe(store.bars.manifest())
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(spec, start, end, gate, written, summary, updates),
-                             description=f"ingest {start}..{end}")
+    report = _report(spec, start, end, gate, written, summary, updates)
+    if feed is not None and feed.extra:
+        report += (f"\n\n## Bars on days that are not sessions of {feed.exchange}\n\n"
+                   + ", ".join(d.isoformat() for d in feed.extra))
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=report, description=f"ingest {start}..{end}")
     logger.info("ingest %s..%s done: %d rows stored", start, end, written.rows)
     return {
         "source": spec,

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     lake_keep_generations: int = Field(
         default=30, ge=1, description="manifest generations of each lake dataset kept readable (version=)"
     )
+    exchange: str = Field(
+        default="none",
+        description="exchange calendar deciding which days are sessions (XSHG, XNYS, ...; none = the source's days)",
+    )
     redis_url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db")
     source: str = Field(default=DEFAULT_SOURCE, description="source spec the daily routine extracts from")
     num_threads: int = Field(default=1, ge=1, description="LightGBM threads per model")
@@ -83,6 +87,16 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("lake_uri must not be empty")
         return value.strip()
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange_code(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "none":
+            return "none"
+        if not value or not all(c.isalnum() or c in "_-/" for c in value):
+            raise ValueError(f"{value!r} is not an exchange code (a MIC such as XSHG or XNYS, or none)")
+        return value.upper()
 
     @classmethod
     def settings_customise_sources(

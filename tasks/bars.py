@@ -8,6 +8,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from quant_core.exchange import FeedCheck, check_feed, require_feed
 from quant_core.ingest import GateOutcome, extract, store, validate
 from quant_core.lake import Lake, WriteResult
 from quant_core.settings import Settings
@@ -24,6 +25,18 @@ def extract_bars(source: str, start: date, end: date, settings: Settings) -> pd.
     bars = extract(source, start, end, settings)
     get_run_logger().info("extracted %d bars (%s..%s) from %s", len(bars), start, end, source)
     return bars
+
+
+@task(cache_policy=NO_CACHE)
+def check_sessions(bars: pd.DataFrame, start: date, end: date, settings: Settings) -> FeedCheck | None:
+    """Fail when a session of the exchange has no bars; report bars on non-session days."""
+    days = set(pd.to_datetime(bars["date"]).dt.date.unique()) if len(bars) else set()
+    check = check_feed(settings.exchange, start, end, days)
+    require_feed(check, settings.source)
+    if check is not None and check.extra:
+        get_run_logger().warning("bars on %d day(s) that are not sessions of %s: %s", len(check.extra),
+                                 check.exchange, ", ".join(map(str, check.extra[:10])))
+    return check
 
 
 @task(retries=2, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error, cache_policy=NO_CACHE)

@@ -227,3 +227,44 @@ def test_config_file_is_honoured(tmp_path: Path, prefect_server: None) -> None:
     assert code == 0, out
     assert Lake(str(lake)).calendar().first == date(2021, 1, 4)
     shutil.rmtree(lake)
+
+
+# -- exchange calendar: holidays are "nothing to do", a missing session is a broken feed ----------
+@pytest.fixture()
+def xshg_drop(tmp_path: Path, csi300_path: Path) -> tuple[Path, Path]:
+    """CSI 300 bars of 2024-09-23 .. 2024-10-11 (National Day week inside) as a Parquet drop, and a config."""
+    df = pd.read_parquet(csi300_path)
+    df = df[(df["date"] >= date(2024, 9, 23)) & (df["date"] <= date(2024, 10, 11))]
+    drop = tmp_path / "drop.parquet"
+    df.to_parquet(drop, index=False)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text(f"lake_uri: {tmp_path / 'lake'}\nexchange: XSHG\nsource: parquet:{drop}\n")
+    return drop, cfg
+
+
+def test_a_holiday_range_is_nothing_to_do(xshg_drop: tuple[Path, Path], tmp_path: Path, prefect_server: None) -> None:
+    _drop, cfg = xshg_drop
+    summary = cli_json("ingest", "--start", "2024-10-01", "--end", "2024-10-07", "--config", str(cfg))
+    assert summary["nothing_to_do"] == "nothing to do: 2024-10-01..2024-10-07 holds no session of XSHG"
+    assert not (tmp_path / "lake").exists() or data_snapshot(tmp_path / "lake") == {}
+    ok = cli_json("ingest", "--start", "2024-09-23", "--end", "2024-10-11", "--config", str(cfg))
+    assert ok["dates"] == 10 and ok["rows"] > 2500
+
+
+def test_a_session_without_bars_fails_and_stores_nothing(xshg_drop: tuple[Path, Path], tmp_path: Path,
+                                                          prefect_server: None) -> None:
+    drop, cfg = xshg_drop
+    df = pd.read_parquet(drop)
+    df[df["date"] != date(2024, 10, 9)].to_parquet(drop, index=False)
+    code, out = cli("ingest", "--start", "2024-10-08", "--end", "2024-10-10", "--config", str(cfg))
+    assert code == 1, out
+    assert "no bars for 1 session(s) of XSHG: 2024-10-09" in out and "not a holiday" in out
+    assert not (tmp_path / "lake" / "bars").exists()
+
+
+def test_an_unknown_exchange_is_refused(xshg_drop: tuple[Path, Path], tmp_path: Path, prefect_server: None) -> None:
+    _drop, cfg = xshg_drop
+    cfg.write_text(cfg.read_text().replace("XSHG", "XQQQ"))
+    code, out = cli("ingest", "--start", "2024-10-08", "--end", "2024-10-10", "--config", str(cfg))
+    assert code == 1 and "exchange 'XQQQ'" in out and "not a known exchange calendar" in out, out
+    assert not (tmp_path / "lake" / "bars").exists()

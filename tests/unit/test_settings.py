@@ -58,3 +58,24 @@ def test_bad_values_name_the_key(tmp_path: Path) -> None:
         load_settings(cfg)
     with pytest.raises(ConfigError, match="cannot be read"):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_exchange_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().exchange == "none"
+    monkeypatch.setenv("QONLINE_EXCHANGE", "xshg")
+    assert load_settings().exchange == "XSHG"
+    monkeypatch.setenv("QONLINE_EXCHANGE", "NO NE!")
+    with pytest.raises(ConfigError, match="exchange.*not an exchange code"):
+        load_settings()
+
+
+def test_a_lake_flag_that_differs_from_the_file_wins_and_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("lake_uri: /from/file\n")
+    with caplog.at_level("WARNING", logger="quant_core.settings"):
+        assert load_settings(cfg, lake_uri="/from/flag").lake_uri == "/from/flag"
+        assert load_settings(cfg, lake_uri="/from/flag").lake_uri == "/from/flag"
+    said = [r.getMessage() for r in caplog.records if "wins over" in r.getMessage()]
+    assert said == [f"lake_uri: the command line's '/from/flag' wins over '/from/file' from config file {cfg}"]
