@@ -266,6 +266,100 @@ def train_parallel(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     return _train(a, work, 2)
 
 
+BEFORE_COMMIT = "1dcfd38"  # main before the compare-and-swap commits (issue 10)
+
+
+def _lake_before(work: Path) -> Any:
+    """quant_core/lake.py as it was at BEFORE_COMMIT, imported beside the current one."""
+    import importlib.util
+
+    src = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:quant_core/lake.py"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    path = work / "lake_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("lake_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lake_before"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def _lake_commit(a: argparse.Namespace, work: Path, uri_of: Callable[[str], str], s3: Any) -> dict[str, Any]:
+    """A 1-day replace, a 1-month read and the manifest switch alone, before and after, interleaved.
+
+    Each side gets its own lake holding the same two years of bars (500 symbols); the replace
+    alternates between two versions of the last day so that every write really commits.
+    """
+    from quant_core import lake as after_module
+    from quant_core.bars import bars_to_table
+    from quant_core.sources import parse_source
+
+    before_module = _lake_before(work)
+    spec = f"synthetic:symbols={a.symbols},start=2022-01-01,end=2023-12-29,seed=11"
+    bars = parse_source(spec).extract(date(2022, 1, 1), date(2023, 12, 29))
+    lakes = {"before": before_module.Lake(uri_of("before"), s3), "after": after_module.Lake(uri_of("after"), s3)}
+    for lake in lakes.values():
+        lake.write_bars(bars, "2022-01-01", "2023-12-29")
+    last = bars["date"].max()
+    day = bars[bars["date"] == last]
+    versions = [bars_to_table(day.assign(close=day["close"] * f)) for f in (1.001, 1.0)]
+    month = (last.replace(day=1).date(), last.date())
+    rounds = a.lake_rounds
+    t: dict[str, dict[str, list[float]]] = {k: {"replace": [], "read": [], "switch": []} for k in lakes}
+    for i in range(rounds):
+        for name, lake in lakes.items():
+            ds = lake.bars
+            t0 = time.perf_counter()
+            res = ds.write(versions[i % 2], last, last)
+            t1 = time.perf_counter()
+            assert not res.unchanged
+            got = ds.read(*month)
+            t2 = time.perf_counter()
+            assert got.num_rows > 0
+            # the commit step alone: read the manifest and switch it (to the same content)
+            if name == "after":
+                cur = ds.store.read()
+                ds.store.swap(cur, cur.data)
+            else:
+                raw = ds._read_manifest_bytes()
+                ds._switch_manifest(raw, before_module.Manifest.from_bytes(raw, "bench"))
+            t3 = time.perf_counter()
+            t[name]["replace"].append(t1 - t0)
+            t[name]["read"].append(t2 - t1)
+            t[name]["switch"].append(t3 - t2)
+    med = {name: {k: statistics.median(v) for k, v in d.items()} for name, d in t.items()}
+    out: dict[str, Any] = {"rows": len(day), "rounds": rounds, "month_rows": got.num_rows}
+    for name, d in med.items():
+        for k, v in d.items():
+            out[f"{k}_{name}_s"] = v
+    for k in ("replace", "read", "switch"):
+        ratios = [x / y for x, y in zip(t["after"][k], t["before"][k], strict=True)]
+        out[f"{k}_after_over_before"] = statistics.median(ratios)
+    out["total_s"] = med["after"]["replace"]
+    return out
+
+
+@case
+def lake_commit_local(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Lake commits on a local folder: before (read-compare-write) vs after (flock compare-and-swap)."""
+    return _lake_commit(a, work, lambda name: str(work / f"commit-{name}"), None)
+
+
+@case
+def lake_commit_s3(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The same on SeaweedFS (started here): before (PUT) vs after (conditional PUT by boto3)."""
+    from pydantic import SecretStr
+
+    from quant_core.settings import S3Options
+    from tests.support.s3_server import seaweedfs
+
+    with seaweedfs() as server:
+        s3 = S3Options(endpoint_url=server.endpoint_url, access_key_id=SecretStr(server.access_key),
+                       secret_access_key=SecretStr(server.secret_key))
+        return _lake_commit(a, work, lambda name: f"s3://{server.bucket}/commit-{name}", s3)
+
+
 def _child(name: str, a: argparse.Namespace, work: Path) -> None:
     result = CASES[name](a, work)
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -279,6 +373,7 @@ def main() -> None:
     ap.add_argument("--years", type=int, default=10)
     ap.add_argument("--train-tasks", type=int, default=4, help="rolling tasks trained by the training cases")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of the selected cases, interleaved")
+    ap.add_argument("--lake-rounds", type=int, default=15, help="interleaved rounds of the lake_commit cases")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--child", default=None)
@@ -292,7 +387,8 @@ def main() -> None:
     for _ in range(max(1, a.repeat)):
         for name in names:
             cmd = [sys.executable, "-m", "benchmarks.run", "--child", name, "--work", str(work),
-                   "--symbols", str(a.symbols), "--years", str(a.years), "--train-tasks", str(a.train_tasks)]
+                   "--symbols", str(a.symbols), "--years", str(a.years), "--train-tasks", str(a.train_tasks),
+                   "--lake-rounds", str(a.lake_rounds)]
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode != 0 or not line:
@@ -341,6 +437,12 @@ def main() -> None:
               f"but LightGBM fit+predict) {overhead:.1%}")
         results["train_speedup"], results["train_overhead_share"] = speedup, overhead
         (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    for name in ("lake_commit_local", "lake_commit_s3"):
+        if name in results:
+            r = results[name]
+            print(f"{name}: medians of {r['rounds']} interleaved rounds, after (this code) vs before ({BEFORE_COMMIT}): "
+                  + "; ".join(f"{k} {r[f'{k}_after_s'] * 1000:.1f} vs {r[f'{k}_before_s'] * 1000:.1f} ms "
+                              f"({r[f'{k}_after_over_before']:.2f}x)" for k in ("replace", "read", "switch")))
     print(f"JSON: {a.out / 'results.json'}")
 
 

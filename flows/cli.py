@@ -169,6 +169,39 @@ def models_list(
                    f"{ric:>9.4f} {'yes' if r['online'] else '':>6}")
 
 
+lake_app = typer.Typer(help="The lake: datasets and their kept manifest generations.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("history")
+def lake_history(
+    dataset: Annotated[str, typer.Argument(help="dataset name: bars, features/alpha158, labels/LABEL0, ...")],
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="a JSON list of objects, oldest first")] = False,
+) -> None:
+    """The kept generations of a dataset: when, which run, which range and months, rows after."""
+    cfg = _use_config(config)
+    from quant_core.lake import Lake
+    from quant_core.settings import load_settings
+
+    settings = _run(load_settings, cfg, lake_uri=lake)
+    ds = _run(Lake.from_settings(settings).dataset, dataset)
+    commits = _run(ds.history)
+    if json_output:
+        typer.echo(json.dumps([c.to_dict() for c in commits], indent=2))
+        return
+    if not commits:
+        typer.echo(f"{ds.uri}: no recorded generations (nothing written yet, or written before generations existed)")
+        return
+    typer.echo(f"{'gen':>5} {'committed (UTC)':<24} {'range':<23} {'rows written':>12} {'rows after':>11} "
+               f"{'months':<17} writer")
+    for c in commits:
+        months = ",".join(c.months) if len(c.months) <= 2 else f"{c.months[0]}..{c.months[-1]} ({len(c.months)})"
+        typer.echo(f"{c.generation:>5} {c.committed_at:<24} {c.start}..{c.end:<11} {c.rows_written:>12} "
+                   f"{c.rows:>11} {months:<17} {c.writer}")
+
+
 @app.command()
 def demo(
     lake: LakeOpt = None,

@@ -268,3 +268,20 @@ def test_an_unknown_exchange_is_refused(xshg_drop: tuple[Path, Path], tmp_path: 
     code, out = cli("ingest", "--start", "2024-10-08", "--end", "2024-10-10", "--config", str(cfg))
     assert code == 1 and "exchange 'XQQQ'" in out and "not a known exchange calendar" in out, out
     assert not (tmp_path / "lake" / "bars").exists()
+
+
+def test_lake_history_names_each_run_and_reads_back(base_lake: Path) -> None:
+    cli_json("ingest", "--source", SYN, "--start", "2021-03-01", "--end", "2021-03-01", "--lake", str(base_lake))
+    hist = runner.invoke(app, ["lake", "history", "bars", "--lake", str(base_lake), "--json"])
+    assert hist.exit_code == 0, hist.stdout + hist.stderr
+    commits = json.loads(hist.stdout)
+    assert [c["generation"] for c in commits] == [1, 2]
+    assert commits[1]["start"] == commits[1]["end"] == "2021-03-01" and commits[1]["months"] == ["2021-03"]
+    assert all(c["writer"].startswith("flow run ingest") for c in commits), commits
+    lake = Lake(str(base_lake))
+    assert date(2021, 3, 1) not in {d for d in lake.bars.dates(version=1)}
+    assert lake.bars.read(version=1).num_rows == commits[0]["rows"]
+    code, out = cli("lake", "history", "bars", "--lake", str(base_lake))
+    assert code == 0 and "2021-03-01..2021-03-01" in out, out
+    code, out = cli("lake", "history", "../x", "--lake", str(base_lake))
+    assert code == 1 and "not a valid dataset name" in out
