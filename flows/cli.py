@@ -133,6 +133,32 @@ def first_train(
     _print_summary(summary, json_output)
 
 
+@app.command("run")
+def run_routine(
+    as_of: Annotated[datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
+                                                   help="business date (default: the latest session)")] = None,
+    strategy: Annotated[list[str] | None, typer.Option("--strategy", help="strategy to serve (repeatable)")] = None,
+    dask_address: Annotated[str | None, typer.Option(help="train on an existing Dask scheduler")] = None,
+    dask: Annotated[bool, typer.Option("--dask", help="train on a local Dask process cluster")] = False,
+    workers: Annotated[int | None, typer.Option(help="parallel trainings (default: settings.max_workers)")] = None,
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """The daily routine through AS_OF: new bars, retrain when due, promote, predict, publish, monitor."""
+    cfg = _use_config(config)
+    from flows.daily_routine import daily_routine
+    from flows.first_train import task_runner
+    from quant_core.settings import load_settings
+
+    settings = _run(load_settings, cfg, lake_uri=lake)
+    runner = task_runner("dask" if dask else "threads", max_workers=workers or settings.max_workers,
+                         dask_address=dask_address)
+    summary = _run(daily_routine.with_options(task_runner=runner), as_of=as_of.date() if as_of else None,
+                   strategies=list(strategy) if strategy else None, lake_uri=lake, config=cfg)
+    _print_summary(summary, json_output)
+
+
 models_app = typer.Typer(help="The model registry (MLflow).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
@@ -202,14 +228,100 @@ def lake_history(
                    f"{c.rows:>11} {months:<17} {c.writer}")
 
 
+def _registry_and_lake(cfg: str | None, lake: str | None, strategy: str) -> tuple[Any, Any]:
+    from quant_core.lake import Lake
+    from quant_core.registry import ModelRegistry
+    from quant_core.settings import load_settings
+    from quant_core.strategy import get_strategy
+
+    settings = _run(load_settings, cfg, lake_uri=lake)
+    _run(get_strategy, strategy, settings.strategies)
+    registry = ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
+    _run(registry.check_reachable)
+    return registry, Lake.from_settings(settings)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="the version to serve")],
+    strategy: Annotated[str, typer.Option(help="strategy name")],
+    reason: Annotated[str, typer.Option(help="why (kept in the promotion log)")],
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve VERSION from the next date on (logged; published dates are not rewritten)."""
+    from quant_core.online.routine import manual_move
+
+    registry, store = _registry_and_lake(_use_config(config), lake, strategy)
+    entry = _run(manual_move, store, registry, strategy, "manual", version, reason)
+    typer.echo(f"{strategy}: version {entry.to_version} serves the dates after {entry.applies_after} "
+               f"(was {entry.from_version}); log entry #{entry.seq}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    strategy: Annotated[str, typer.Option(help="strategy name")],
+    reason: Annotated[str, typer.Option(help="why (kept in the promotion log)")] = "rollback",
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the previously promoted version again, from the next date on (logged)."""
+    from quant_core.online.routine import manual_move
+
+    registry, store = _registry_and_lake(_use_config(config), lake, strategy)
+    entry = _run(manual_move, store, registry, strategy, "rollback", None, reason)
+    typer.echo(f"{strategy}: rolled back to version {entry.to_version} for the dates after {entry.applies_after} "
+               f"(was {entry.from_version}); log entry #{entry.seq}")
+
+
+signals_app = typer.Typer(help="Published signals (Redis).", no_args_is_help=True)
+app.add_typer(signals_app, name="signals")
+
+
+@signals_app.command("show")
+def signals_show(
+    strategy: Annotated[str | None, typer.Option(help="strategy or combined signal (default: the only one)")] = None,
+    day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"], help="a date (default: latest)")] = None,
+    top: Annotated[int, typer.Option(help="how many signals, best first (0: all)")] = 10,
+    config: ConfigOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print an object: strategy, date, models, count, "
+                                                              "signals")] = False,
+) -> None:
+    """Read a signal snapshot back from Redis."""
+    from quant_core.online.redis_sink import SignalStore, connect
+    from quant_core.settings import load_settings
+
+    settings = _run(load_settings, _use_config(config))
+    if settings.redis_url is None:
+        _fail("redis_url is not set (QONLINE_REDIS_URL or the config file)")
+    assert settings.redis_url is not None
+    store = SignalStore(_run(connect, settings.redis_url.get_secret_value()), settings.redis_prefix)
+    names = [strategy] if strategy else _run(store.strategies)
+    if not names:
+        _fail("no signals are published in Redis yet (run `qonline run`)")
+    if len(names) > 1:
+        _fail(f"several signals are published ({', '.join(names)}): choose one with --strategy")
+    snap = _run(store.read, names[0], day.date() if day else None, top or None)
+    if snap is None:
+        _fail(f"no snapshot of {names[0]}{' for ' + day.date().isoformat() if day else ''} in Redis")
+    doc = snap.to_dict()
+    if json_output:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    typer.echo(f"{doc['strategy']} {doc['date']}: {doc['count']} symbols, models {doc['models']}, data as of "
+               f"{doc['data_as_of']}, run {doc['run_id']}")
+    for i, row in enumerate(doc["signals"], 1):
+        typer.echo(f"{i:>4}  {row['symbol']:<12} {row['score']:+.6f}")
+
+
 @app.command()
 def demo(
     lake: LakeOpt = None,
     config: ConfigOpt = None,
     source: Annotated[str | None, typer.Option(help="source spec (default: the embedded synthetic market)")] = None,
-    daily_days: Annotated[int, typer.Option(help="trading days replayed as daily ingests at the end")] = 3,
+    daily_days: Annotated[int, typer.Option(help="sessions of daily routines after the first training")] = 5,
 ) -> None:
-    """The quickstart job: build a lake from the embedded synthetic market, then replay daily ingests."""
+    """The quickstart job: synthetic market history, first training, a week of daily routines, signals from Redis."""
     cfg = _use_config(config)
     from flows.demo import demo as demo_flow
     from flows.local_services import private_redis, with_setting
@@ -223,7 +335,13 @@ def demo(
     else:
         summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days,
                        config=cfg)
+    signals = summary.pop("latest_signals", {})
     _print_summary(summary, False)
+    if signals:
+        typer.echo(f"latest signals in Redis: {signals['strategy']} {signals['date']} (models {signals['models']}, "
+                   f"{signals['count']} symbols), top {len(signals['signals'])}:")
+        for i, row in enumerate(signals["signals"], 1):
+            typer.echo(f"  {i:>2}. {row['symbol']:<8} {row['score']:+.5f}")
 
 
 @app.command("settings")

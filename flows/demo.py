@@ -1,22 +1,31 @@
 """Flow ``demo``: the quickstart job on embedded defaults.
 
-Builds a lake from the synthetic market (history in one ingest), then replays the last trading
-days as daily ingests, exactly as a scheduled deployment would after each close.
+Builds a lake from the synthetic market (history in one ingest), trains the rolling models of the
+light strategy, then runs the daily routine for a week of sessions — one of them a retrain day —
+exactly as a scheduled deployment would after each close, and reads the latest signals back from
+Redis.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.daily_routine import daily_routine
+from flows.first_train import first_train
 from flows.ingest import ingest
+from quant_core.calendar import TradingCalendar
+from quant_core.errors import ConfigError
 from quant_core.lake import Lake, describe
 from quant_core.reporting import markdown_table
 from quant_core.settings import load_settings
+from quant_core.strategy import get_strategy
 
 ARTIFACT_KEY = "demo-report"
+DEMO_STRATEGY = "lgb_light"
 
 
 def source_calendar(spec: str) -> list[date]:
@@ -26,52 +35,74 @@ def source_calendar(spec: str) -> list[date]:
     source = parse_source(spec)
     calendar = getattr(source, "calendar", None)
     if not callable(calendar):
-        from quant_core.errors import ConfigError
-
         raise ConfigError(f"the demo needs a source with a known span (synthetic:...), got {spec!r}")
     days: list[date] = list(calendar())
     if not days:
-        from quant_core.errors import ConfigError
-
         raise ConfigError(f"source {spec!r} has no trading days")
     return days
 
 
-@flow(name="demo", flow_run_name="demo {lake_uri}")
-def demo(source: str, lake_uri: str, daily_days: int = 3, config: str | None = None) -> dict[str, object]:
-    """Ingest the synthetic market's history, then replay the last days as daily ingests."""
-    logger = get_run_logger()
-    days = source_calendar(source)
-    first, last = days[0], days[-1]
-    tail_days = days[-daily_days:] if daily_days > 0 else []
-    history_end = (tail_days[0] - timedelta(days=1)) if tail_days else last
-    history = ingest(source=source, start=first, end=history_end, lake_uri=lake_uri, config=config)
-    daily = []
-    for day in tail_days:
-        daily.append(ingest(source=source, start=day, end=day, lake_uri=lake_uri, config=config))
-    settings = load_settings(config, lake_uri=lake_uri)
-    summary = describe(Lake.from_settings(settings).bars.manifest())
-    redis_status = "not configured"
-    if settings.redis_url is not None:
-        import redis
+def demo_week(days: list[date], strategy: str, configured: dict[str, object], n: int = 5) -> tuple[date, list[date]]:
+    """First training's as-of and the ``n`` sessions replayed, placed so that one of them is a retrain day.
 
-        client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2)
-        redis_status = f"reachable (PING={client.ping()})"
-    rows: list[tuple[str, object, object]] = [("history", f"{first} .. {history_end}", history["rows"])]
-    rows += [("daily", d["start"], d["rows"]) for d in daily]
+    The rolling tasks of ``strategy`` as of the source's last day are due every ``step`` sessions;
+    the week is the latest run of ``n`` sessions with a due date in its middle, and first training
+    happens the session before it.
+    """
+    cal = TradingCalendar(days)
+    strat = get_strategy(strategy, configured)
+    tasks = strat.tasks(cal, cal.last)
+    starts = [t.segments.test.start for t in tasks]
+    mid = n // 2
+    for start in reversed(starts):
+        i = cal.index(start)
+        if i - mid - 1 >= 0 and i - mid + n <= len(cal):
+            week = list(cal[i - mid:i - mid + n])
+            return cal[i - mid - 1], week
+    raise ConfigError(f"the source's {len(cal)} sessions are too few for a demo week of {strategy}")
+
+
+@flow(name="demo", flow_run_name="demo {lake_uri}")
+def demo(source: str, lake_uri: str, daily_days: int = 5, config: str | None = None) -> dict[str, object]:
+    """Ingest the history, first-train, run a week of daily routines (one retrains), read signals from Redis."""
+    logger = get_run_logger()
+    settings = load_settings(config, lake_uri=lake_uri)
+    days = source_calendar(source)
+    first_as_of, week = demo_week(days, DEMO_STRATEGY, settings.strategies, daily_days)
+    history = ingest(source=source, start=days[0], end=first_as_of, lake_uri=lake_uri, config=config)
+    trained = first_train(as_of=first_as_of, strategy=DEMO_STRATEGY, lake_uri=lake_uri, config=config)
+    routines: list[dict[str, Any]] = [daily_routine(as_of=d, strategies=[DEMO_STRATEGY], lake_uri=lake_uri, config=config) for d in week]
+    lake = Lake.from_settings(settings)
+    signals: dict[str, Any] = {}
+    if settings.redis_url is not None:
+        from quant_core.online.redis_sink import SignalStore, connect
+
+        snap = SignalStore(connect(settings.redis_url.get_secret_value()), settings.redis_prefix).read(
+            DEMO_STRATEGY, top=10)
+        signals = snap.to_dict() if snap is not None else {}
+    rows = [("history", f"{days[0]} .. {first_as_of}", f"{history['rows']} bars"),
+            ("first_train", str(first_as_of), f"{trained['tasks']} tasks ({trained['trained']} trained)")]
+    for r in routines:
+        retrained = sum(len(v) for v in (r.get("trained") or {}).values())
+        rows.append(("daily_routine", str(r.get("as_of")), f"serving {r.get('serving')}; retrained {retrained}; "
+                                                              f"{(r.get('seconds') or {}).get('total', '')} s"))
+    top = "\n".join(f"| {s['symbol']} | {s['score']:+.5f} |" for s in signals.get("signals", []))
     create_markdown_artifact(
-        key=ARTIFACT_KEY,
-        markdown="# qonline demo\n\n" + markdown_table(["step", "dates", "rows"], rows)
-        + f"\n\nLake `{settings.lake_uri}`: {summary}\n\nRedis: {redis_status}\n",
-        description="quickstart demo",
+        key=ARTIFACT_KEY, description="quickstart demo",
+        markdown="# qonline demo\n\n" + markdown_table(["step", "dates", "outcome"], rows)
+        + f"\n\nLake `{lake.uri}`: {describe(lake.bars.manifest())}\n\n"
+        + (f"## Latest signals in Redis ({signals.get('date')}, models {signals.get('models')})\n\n"
+           f"| symbol | score |\n|---|---|\n{top}\n" if signals else "Redis: not configured\n"),
     )
-    logger.info("demo done: lake %s holds %s", settings.lake_uri, summary)
+    logger.info("demo done: lake %s, latest signals %s", lake.uri, signals.get("date"))
     return {
-        "lake": Lake.from_settings(settings).uri,
-        "history": f"{first}..{history_end} ({history['rows']} rows)",
-        "daily_ingests": ", ".join(f"{d['start']} ({d['rows']} rows)" for d in daily) or "none",
-        "bars": summary,
-        "features": describe(Lake.from_settings(settings).dataset("features/alpha158").manifest()),
+        "lake": lake.uri,
+        "history": f"{days[0]}..{first_as_of} ({history['rows']} rows)",
+        "first_train": f"{trained['tasks']} tasks as of {first_as_of}",
+        "daily_routines": [{"as_of": r.get("as_of"), "serving": r.get("serving"),
+                            "retrained": r.get("trained"), "seconds": (r.get("seconds") or {}).get("total")}
+                           for r in routines],
+        "bars": describe(lake.bars.manifest()),
         "validation_report": history["report_uri"],
-        "redis": redis_status,
+        "latest_signals": signals,
     }

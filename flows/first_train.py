@@ -14,6 +14,7 @@ from quant_core.reporting import markdown_table
 from quant_core.settings import load_settings
 from quant_core.strategy import DEFAULT_STRATEGY, get_strategy
 from quant_core.training import TrainOutcome, check_model_params
+from tasks.online import promote_online_model
 from tasks.training import registry_of, train_rolling_models
 
 ARTIFACT_KEY = "first-train-report"
@@ -69,13 +70,17 @@ def first_train(as_of: date, strategy: str = DEFAULT_STRATEGY, lake_uri: str | N
     registry_of(settings).check_reachable()
     get_run_logger().info("%s: %d rolling tasks up to %s", strategy, len(tasks), as_of)
     outcomes = train_rolling_models(tasks, calendar.align_end(as_of), settings)
+    # the newest model goes online (logged in promotions/): the daily routine serves from its test start
+    promoted = promote_online_model(strategy, calendar, calendar.align_end(as_of), settings)
     seconds = time.perf_counter() - t0
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(strategy, as_of, outcomes, seconds),
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(strategy, as_of, outcomes, seconds)
+                             + f"\n\nOnline: version {promoted.serving}"
+                             + "".join(f"\n\n**{w}**" for w in promoted.warnings),
                              description=f"first_train {strategy} {as_of}")
     return {
         "strategy": strategy, "as_of": as_of.isoformat(), "tasks": len(tasks),
         "trained": sum(not o.reused for o in outcomes), "reused": sum(o.reused for o in outcomes),
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 2), "online": promoted.serving,
         "versions": [{"test_start": o.test_start.isoformat(), "version": o.version, "reused": o.reused,
                       "valid_rank_ic": o.metrics.get("valid_rank_ic")} for o in outcomes],
     }

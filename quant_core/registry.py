@@ -24,12 +24,14 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 from quant_core.errors import QonlineError
+from quant_core.online.predictions import ModelArtifacts
 from quant_core.rolling import RollingError, RollingTask
 from quant_core.training import TrainedModel, task_json
 
@@ -300,6 +302,61 @@ class ModelRegistry:
             self._call("set alias", self.client.set_registered_model_alias, strategy, alias, str(version))
         except MlflowException as exc:
             raise RegistryError(f"{strategy}: cannot point alias {alias!r} at version {version}: {exc}") from exc
+
+    def artifacts(self, strategy: str, version: int) -> ModelArtifacts:
+        """A version's model files as text (LightGBM model, processor state, feature list): one download.
+
+        Raises:
+            RegistryError: the version does not exist or its artifacts are missing.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._call("get version", self.client.get_model_version, strategy, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"{strategy} has no version {version} in MLflow ({self.tracking_uri})") from exc
+        if mv.run_id is None:
+            raise RegistryError(f"{strategy} version {version} has no run")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                root = Path(self._call("download", self.client.download_artifacts, mv.run_id, "model", tmp))
+                return ModelArtifacts((root / "model.txt").read_text(), (root / "processors.json").read_text(),
+                                      (root / "features.json").read_text())
+            except (MlflowException, OSError) as exc:
+                raise RegistryError(f"{strategy} version {version}: its model artifacts (run {mv.run_id}, "
+                                    f"model/model.txt, processors.json, features.json) cannot be read: {exc}") from exc
+
+    def version_info(self, strategy: str, version: int) -> ModelInfo:
+        """One finished version, or :class:`RegistryError` naming the strategy's versions."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._call("get version", self.client.get_model_version, strategy, str(version))
+        except MlflowException as exc:
+            known = [m.version for m in self.list(strategy)]
+            raise RegistryError(f"{strategy} has no version {version} (its versions: {known or 'none'})") from exc
+        infos = self._infos(strategy, [mv])
+        if not infos:
+            raise RegistryError(f"{strategy} version {version} did not finish registering; it cannot serve")
+        return infos[0]
+
+    def tag_version(self, strategy: str, version: int, key: str, value: str) -> None:
+        self._call("tag version", self.client.set_model_version_tag, strategy, str(version), key, value)
+
+    def log_live_metrics(self, run_id: str, rows: Sequence[tuple[date, dict[str, float]]]) -> int:
+        """Log live metrics on a version's run, step = the date as ``YYYYMMDD``; steps already logged are skipped."""
+        from mlflow.entities import Metric
+
+        if not rows:
+            return 0
+        names = sorted({k for _d, m in rows for k in m})
+        seen = {n: {m.step for m in self._call("history", self.client.get_metric_history, run_id, n)} for n in names}
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, int(d.strftime("%Y%m%d"))) for d, m in rows for k, v in m.items()
+                   if v == v and int(d.strftime("%Y%m%d")) not in seen[k]]
+        for i in range(0, len(metrics), 900):
+            self._call("log", self.client.log_batch, run_id, metrics=metrics[i:i + 900])
+        return len(metrics)
 
     def load_model_text(self, strategy: str, version: int) -> str:
         mv = self._call("get version", self.client.get_model_version, strategy, str(version))

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         description="exchange calendar deciding which days are sessions (XSHG, XNYS, ...; none = the source's days)",
     )
     redis_url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db")
+    redis_prefix: str = Field(default="qonline", pattern=r"^[A-Za-z0-9_.\-]+$", description="Redis key prefix")
+    redis_retention_days: int = Field(default=30, ge=1, description="days an older signal snapshot stays readable")
+    redis_stream_maxlen: int = Field(default=10_000, ge=10, description="approximate length cap of the events stream")
+    combined_signals: dict[str, list[str]] = Field(
+        default_factory=dict, description="{name: [strategies]}: AverageEnsemble signals across strategies"
+    )
     source: str = Field(default=DEFAULT_SOURCE, description="source spec the daily routine extracts from")
     num_threads: int = Field(default=1, ge=1, description="LightGBM threads per model")
     feature_threads: int | None = Field(

@@ -19,6 +19,8 @@ from quant_core.labels import get_label
 from quant_core.rolling import ProcessorSpec, RollingGen, RollingTask, Segment, Segments
 
 DEFAULT_STRATEGY = "lgb_alpha158"
+#: strategies shipped in quant_core/strategies/ (a configured strategy of the same name overrides one)
+BUILTIN_STRATEGIES = ("lgb_alpha158", "lgb_light")
 #: keys of the model mapping that steer training rather than LightGBM itself
 TRAINING_KEYS = frozenset({"num_boost_round", "early_stopping_rounds"})
 
@@ -87,6 +89,14 @@ class RollingConfig(BaseModel):
     trunc_days: int | None = None
 
 
+class GateConfig(BaseModel):
+    """A quality gate: a new version serves only if its validation metrics reach these bounds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    min_valid_rank_ic: float | None = None
+    min_valid_ic: float | None = None
+
+
 class StrategyConfig(BaseModel):
     """One strategy: what to learn, how to roll it, how to combine its models."""
 
@@ -99,6 +109,7 @@ class StrategyConfig(BaseModel):
     rolling: RollingConfig = RollingConfig()
     segments: SegmentTemplate = SegmentTemplate(relative=RelativeSegments())
     ensemble: Literal["rolling", "average"] = "rolling"
+    gate: GateConfig = GateConfig()
 
     def rolling_gen(self) -> RollingGen:
         """The RollingGen; ``trunc_days`` defaults to the label's lookahead + 1 (no leak)."""
@@ -133,7 +144,7 @@ def load_strategies(configured: dict[str, Any] | None = None) -> dict[str, Strat
     Raises:
         ConfigError: a strategy definition breaks a rule (names the strategy and the field).
     """
-    raw: dict[str, dict[str, Any]] = {DEFAULT_STRATEGY: _builtin(DEFAULT_STRATEGY)}
+    raw: dict[str, dict[str, Any]] = {name: _builtin(name) for name in BUILTIN_STRATEGIES}
     for name, body in (configured or {}).items():
         if not isinstance(body, dict):
             raise ConfigError(f"strategy {name!r}: expected a mapping, got {type(body).__name__}")

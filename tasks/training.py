@@ -46,14 +46,18 @@ def train_rolling_model(rolling_task: RollingTask, as_of: date, settings: Settin
                         trained.metrics, trained.fit_seconds, time.perf_counter() - t0)
 
 
-def train_rolling_models(rolling_tasks: list[RollingTask], as_of: date, settings: Settings) -> list[TrainOutcome]:
+def train_rolling_models(rolling_tasks: list[RollingTask], as_of: date, settings: Settings,
+                         *, point_in_time: bool = False) -> list[TrainOutcome]:
     """Fan the rolling tasks out through the current flow's task runner (threads or Dask).
 
     The strategies' experiments and registered models are created first, in this process, so the
-    parallel workers never race to create them.
+    parallel workers never race to create them. With ``point_in_time`` each task is trained as of
+    its own test start (what a daily run on that date knew: its test metrics are left for live
+    monitoring), so a catch-up run registers exactly what daily runs would have.
     """
     registry = registry_of(settings)
     for strategy in sorted({t.strategy for t in rolling_tasks}):
         registry.prepare(strategy)
-    futures = train_rolling_model.map(rolling_tasks, as_of=unmapped(as_of), settings=unmapped(settings))
+    dates = [t.segments.test.start if point_in_time else as_of for t in rolling_tasks]
+    futures = train_rolling_model.map(rolling_tasks, as_of=dates, settings=unmapped(settings))
     return [f.result() for f in futures]

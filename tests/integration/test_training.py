@@ -83,8 +83,10 @@ def test_first_train_registers_a_version_per_task_and_reuses_them(env: Path, pre
     assert len(models) == 5
     for m in models:
         assert {"version", "task_id", "segments", "metrics", "online"} <= set(m)
-        assert set(m["segments"]) == {"train", "valid", "test"} and m["online"] is False
+        assert set(m["segments"]) == {"train", "valid", "test"}
         assert m["metrics"]["best_iteration"] >= 1 and "valid_rank_ic" in m["metrics"]
+    # first training puts its newest model online, and logs it
+    assert [m["version"] for m in models if m["online"]] == [5] and first["online"] == 5
     assert sum(m["segments"]["test"][1] is None for m in models) == 1  # the latest task's test is open
     # the planted signal is learnable: a clearly positive mean valid rank IC
     assert sum(m["metrics"]["valid_rank_ic"] for m in models) / 5 > 0.02

@@ -1,0 +1,259 @@
+"""Flow ``daily_routine``: the job users schedule after every close.
+
+extract the new bars (catch-up from the last stored date through ``as_of``) → validate → store →
+features and labels → rolling tasks → train (parallel) → promote → update predictions → ensemble →
+publish to the lake and Redis → monitoring. Running it once for a date several sessions after the
+last stored one gives the same lake and Redis state as running it for each of those days in turn.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.first_train import task_runner
+from flows.ingest import expected_sessions, run_day
+from quant_core.errors import ConfigError
+from quant_core.feature_store import dependent_ranges
+from quant_core.features import get_feature_set
+from quant_core.ingest import GateOutcome
+from quant_core.labels import get_label
+from quant_core.lake import Lake
+from quant_core.online.monitoring import recent_rank_ic
+from quant_core.online.redis_sink import connect, mask_url
+from quant_core.online.routine import PromotionOutcome, RoutineError, ServeOutcome
+from quant_core.reporting import markdown_table
+from quant_core.settings import Settings, load_settings
+from quant_core.strategy import DEFAULT_STRATEGY, StrategyConfig, get_strategy
+from quant_core.training import TrainOutcome, check_model_params
+from tasks.bars import check_sessions, extract_bars, store_bars, validate_bars
+from tasks.features import compute_features, compute_labels
+from tasks.online import (
+    ensemble_signals,
+    prepare_rolling_tasks,
+    promote_online_model,
+    publish_signals,
+    update_live_monitoring,
+    update_signals,
+)
+from tasks.training import registry_of, train_rolling_models
+
+ARTIFACT_KEY = "daily-routine-report"
+
+
+def strategy_names(settings: Settings, strategies: list[str] | None) -> list[str]:
+    """The strategies a run serves: the given ones, else those of the config file, else the default."""
+    names = list(strategies) if strategies else (sorted(settings.strategies) or [DEFAULT_STRATEGY])
+    for name in names:
+        get_strategy(name, settings.strategies)  # an unknown name fails here, before anything is written
+    return names
+
+
+def _ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: bool,
+                     times: dict[str, float]) -> tuple[date, GateOutcome | None, list[Any]]:
+    """Bars after the last stored date through ``target``, validated and stored, with their features.
+
+    Returns the business date served (the last bar date on or before ``target``), the gate outcome
+    and the feature/label updates.
+    """
+    cal = lake.calendar()
+    if target <= cal.last:
+        return cal.align_end(target), None, []
+    start = cal.last + timedelta(days=1)
+    sessions = expected_sessions(settings.exchange, start, target)
+    if sessions is not None and not sessions:
+        return cal.last, None, []
+    t0 = time.perf_counter()
+    bars = extract_bars(settings.source, start, target, settings)
+    check_sessions(bars, start, target, settings)
+    times["extract"] = time.perf_counter() - t0
+    last_bar = bars["date"].max().date() if not bars.empty else None
+    if explicit and (last_bar is None or last_bar < target):
+        # nothing is stored: a routine for a date the source cannot deliver would serve stale bars
+        raise RoutineError(f"--as-of {target} is after the last session the source {settings.source} has: its last "
+                           f"bar is {last_bar or cal.last}; nothing was written")
+    if bars.empty:
+        return cal.last, None, []
+    t0 = time.perf_counter()
+    try:
+        gate = validate_bars(bars, start, target, settings, settings.source)
+    except Exception as exc:
+        create_markdown_artifact(key=ARTIFACT_KEY, description="daily routine failed at the validation gate",
+                                 markdown=f"# Daily routine through {target}: validation FAILED\n\n"
+                                          f"Nothing downstream was written; the last good signals stay published."
+                                          f"\n\n{exc}")
+        raise
+    times["validate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store_bars(bars, start, target, settings)
+    times["store bars"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    updates: list[Any] = []
+    cal = lake.calendar()
+    fs = get_feature_set("alpha158")
+    feature_sets = sorted({get_strategy(n, settings.strategies).feature_set for n in settings.strategies} | {"alpha158"})
+    labels = sorted({get_strategy(n, settings.strategies).label for n in settings.strategies} | {"LABEL0"})
+    lookahead = max(get_label(label).lookahead for label in labels)
+    (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(cal, start, target, fs.hist_ref, lookahead)
+    updates += [compute_features(name, f_lo, f_hi, settings) for name in feature_sets]
+    updates += [compute_labels(label, l_lo, l_hi, settings) for label in labels]
+    times["features and labels"] = time.perf_counter() - t0
+    return cal.align_end(target), gate, updates
+
+
+def _report(as_of: date, gate: GateOutcome | None, trained: dict[str, list[TrainOutcome]],
+            promoted: dict[str, PromotionOutcome], served: dict[str, ServeOutcome], published: dict[str, Any],
+            live: dict[str, tuple[float | None, int]], times: dict[str, float], warnings: list[str],
+            redis: str) -> str:
+    lines = [f"# Daily routine {as_of}", ""]
+    if warnings:
+        lines += ["## Warnings", "", *[f"- **{w}**" for w in warnings], ""]
+    if gate is None:
+        lines += ["Bars: already stored through this date (no new bars to validate).", ""]
+    else:
+        docs = f" · [Data Docs]({gate.docs_uri})" if gate.docs_uri else ""
+        lines += [f"Validation: passed, {gate.rows} bars on {gate.dates} date(s) · report `{gate.report_uri}`{docs}", ""]
+    rows = [(s, o.test_start, o.version, "reused" if o.reused else "trained", o.metrics.get("valid_rank_ic"),
+             f"{o.fit_seconds:.1f}") for s, outs in trained.items() for o in outs]
+    lines += ["## Trained", "", markdown_table(["strategy", "test start", "version", "", "valid rank IC", "fit s"], rows)
+              if rows else "No rolling step was due.", ""]
+    prow = [(s, p.kind, p.from_version, p.to_version, p.applies_after, p.valid_rank_ic, p.reason)
+            for s, out in promoted.items() for p in out.appended]
+    lines += ["## Promotions", "", markdown_table(["strategy", "kind", "from", "to", "applies after", "valid rank IC",
+                                                   "reason"], prow) if prow else "No change: the same versions serve.",
+              ""]
+    srows = [(s, u.version, u.start, u.end, u.dates, u.rows, u.note) for s, out in served.items() for u in out.predictions]
+    lines += ["## Predictions written", "", markdown_table(["strategy", "version", "from", "to", "dates", "rows", "note"],
+                                                           srows) if srows else "Signals were already up to date.", ""]
+    for s, out in served.items():
+        if not out.top.empty:
+            day = out.top["date"].iloc[0]
+            lines += [f"### {s}: top and bottom 10 on {day}", "",
+                      markdown_table(["top symbol", "score", "bottom symbol", "score"],
+                                     [(a.symbol, a.score, b.symbol, b.score) for a, b in
+                                      zip(out.top.itertuples(), out.bottom.itertuples(), strict=False)]), ""]
+    lines += ["## Live rank IC (last 20 monitored dates)", "",
+              markdown_table(["signal", "mean rank IC", "dates"], [(k, v[0], v[1]) for k, v in live.items()]), ""]
+    pub = [(k, r.date, r.count, "published" if r.published else "unchanged", f"{r.seconds * 1000:.0f} ms")
+           for k, rs in published.items() for r in rs]
+    lines += [f"## Redis ({redis})", "", markdown_table(["signal", "date", "symbols", "", "time"], pub) if pub
+              else "Nothing to publish.", ""]
+    lines += ["## Time per stage", "", markdown_table(["stage", "seconds"], [(k, f"{v:.2f}") for k, v in times.items()])]
+    return "\n".join(lines)
+
+
+@flow(name="daily_routine", flow_run_name="daily_routine {as_of}", task_runner=task_runner("threads"))
+def daily_routine(as_of: date | None = None, strategies: list[str] | None = None, lake_uri: str | None = None,
+                  config: str | None = None) -> dict[str, object]:
+    """Extract, validate, store, roll, train, promote, predict, ensemble, publish and monitor through as_of."""
+    t_start = time.perf_counter()
+    logger = get_run_logger()
+    settings = load_settings(config, lake_uri=lake_uri)
+    names = strategy_names(settings, strategies)
+    configs: dict[str, StrategyConfig] = {n: get_strategy(n, settings.strategies) for n in names}
+    redis_shown = "not configured"
+    if settings.redis_url is not None:
+        connect(settings.redis_url.get_secret_value())  # a malformed URL fails now, before anything is written
+        redis_shown = mask_url(settings.redis_url.get_secret_value())
+    for name, members in settings.combined_signals.items():
+        unknown = [m for m in members if m not in configs]
+        if unknown:
+            raise ConfigError(f"combined signal {name!r} lists {unknown}, which this run does not serve ({names})")
+    lake = Lake.from_settings(settings)
+    if not lake.bars.exists():
+        raise RoutineError(f"lake {lake.uri} has no bars: run `qonline ingest` for the history, then `qonline "
+                           f"first-train`")
+    explicit = as_of is not None
+    if as_of is None:
+        day = run_day(settings.exchange)
+        if not day.is_session:
+            logger.info(day.reason)
+            create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Daily routine: nothing to do\n\n{day.reason}\n",
+                                     description=day.reason)
+            return {"nothing_to_do": day.reason}
+        target = day.day
+    else:
+        target = as_of
+        if target < lake.calendar().first:
+            raise RoutineError(f"--as-of {target} is before the lake's first bar ({lake.calendar().first})")
+        sessions = expected_sessions(settings.exchange, target, target)
+        if sessions is not None and not sessions:
+            reason = f"nothing to do: {target} is not a session of {settings.exchange}"
+            create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Daily routine: nothing to do\n\n{reason}\n",
+                                     description=reason)
+            return {"nothing_to_do": reason}
+    registry = registry_of(settings)
+    registry.check_reachable()
+    times: dict[str, float] = {}
+    business, gate, _updates = _ingest_new_bars(settings, lake, target, explicit, times)
+    calendar = lake.calendar()
+
+    trained: dict[str, list[TrainOutcome]] = {}
+    t0 = time.perf_counter()
+    for name in names:
+        due = prepare_rolling_tasks(name, calendar, business, settings)
+        for t in due:
+            check_model_params(t)
+        trained[name] = train_rolling_models(due, business, settings, point_in_time=True) if due else []
+    times["rolling tasks and training"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    promoted = {name: promote_online_model(name, calendar, business, settings) for name in names}
+    times["promotion"] = time.perf_counter() - t0
+    warnings = [w for out in promoted.values() for w in out.warnings]
+
+    t0 = time.perf_counter()
+    served = {name: update_signals(name, calendar, business, settings) for name in names}
+    times["predictions and signals"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    signal_names = list(names)
+    for name, members in sorted(settings.combined_signals.items()):
+        days = sorted({d for m in members for d in served[m].dates})
+        if days:
+            ensemble_signals(name, members, days[0], days[-1], settings)
+        signal_names.append(name)
+    times["ensemble"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    published: dict[str, Any] = {}
+    if settings.redis_url is not None:
+        published = {name: publish_signals(name, business, settings) for name in signal_names}
+    else:
+        warnings.append("redis_url is not set: signals are in the lake only")
+    times["publish to Redis"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    live: dict[str, tuple[float | None, int]] = {}
+    for name in signal_names:
+        label = configs[name].label if name in configs else configs[settings.combined_signals[name][0]].label
+        update_live_monitoring(name, label, settings, log_to_mlflow=name in configs)
+        live[name] = recent_rank_ic(lake, name, 20)
+    times["monitoring"] = time.perf_counter() - t0
+    times["total"] = time.perf_counter() - t_start
+
+    create_markdown_artifact(key=ARTIFACT_KEY, description=f"daily routine {business}",
+                             markdown=_report(business, gate, trained, promoted, served, published, live, times,
+                                              warnings, redis_shown))
+    for w in warnings:
+        logger.warning(w)
+    return {
+        "as_of": business.isoformat(),
+        "validation": None if gate is None else {"rows": gate.rows, "dates": gate.dates, "report": gate.report_uri},
+        "trained": {n: [{"test_start": o.test_start.isoformat(), "version": o.version, "reused": o.reused,
+                         "valid_rank_ic": o.metrics.get("valid_rank_ic")} for o in outs] for n, outs in trained.items()},
+        "promotions": {n: [p.to_dict() for p in out.appended] for n, out in promoted.items()},
+        "serving": {n: out.serving for n, out in promoted.items()},
+        "served_dates": {n: [d.isoformat() for d in out.dates] for n, out in served.items()},
+        "predictions": {n: [{"version": u.version, "dates": u.dates, "rows": u.rows, "note": u.note}
+                            for u in out.predictions] for n, out in served.items()},
+        "published": {n: [{"date": r.date, "count": r.count, "published": r.published, "ms": round(r.seconds * 1000, 1)}
+                          for r in rs] for n, rs in published.items()},
+        "live_rank_ic_20d": {n: v[0] for n, v in live.items()},
+        "warnings": warnings,
+        "seconds": {k: round(v, 3) for k, v in times.items()},
+    }

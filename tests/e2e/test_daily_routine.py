@@ -1,0 +1,284 @@
+"""The daily routine end to end: real lake folder, MLflow on sqlite, a private redis-server, Prefect flows.
+
+One trained state is shared: a synthetic lake through ``FIRST`` with the rolling models of a light
+strategy (step 10, so a retrain falls inside the replayed sessions). From copies of it the tests
+replay sessions day by day, catch up in one run, fail, rerun, roll back — and compare.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from flows.cli import app
+from quant_core.calendar import TradingCalendar
+from quant_core.lake import Lake
+from quant_core.online.predictions import LoadedModel
+from quant_core.online.promotion import PromotionLog
+from quant_core.online.redis_sink import SignalStore, connect
+from quant_core.online.signals import read_signals
+from quant_core.registry import ModelRegistry
+from quant_core.sources import parse_source
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+SPEC = "synthetic:symbols=30,start=2019-01-01,end=2022-12-30,seed=7"
+STRATEGY = "lgb_t"
+BODY = {
+    "feature_set": "alpha158", "label": "LABEL0",
+    "processors": [{"name": "DropnaLabel"}, {"name": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}],
+    "model": {"objective": "mse", "learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 40,
+              "colsample_bytree": 0.8, "num_boost_round": 40, "early_stopping_rounds": 10},
+    "rolling": {"step": 10},
+    "segments": {"dates": {"train": ["2019-01-01", "2020-12-31"], "valid": ["2021-01-01", "2021-12-31"],
+                           "test": ["2022-09-01", None]}},
+}
+N_DAYS = 12
+
+
+def _cal() -> TradingCalendar:
+    return TradingCalendar(parse_source(SPEC).calendar())  # type: ignore[attr-defined]
+
+
+def _sessions() -> tuple[date, list[date]]:
+    """First training's as-of and the replayed sessions: a retrain (step 10) falls inside them."""
+    cal = _cal()
+    i0 = cal.index(cal.align_start(date(2022, 9, 1)))
+    first = cal[i0 + 2 * 10 + 4]  # three tasks trained; the fourth is due 6 sessions later
+    i = cal.index(first)
+    return first, list(cal[i + 1:i + 1 + N_DAYS])
+
+
+def _config(root: Path, redis_url: str, prefix: str, **extra: Any) -> Path:
+    cfg = root / "q.yaml"
+    doc = {"lake_uri": str(root / "lake"), "source": SPEC, "redis_url": redis_url, "redis_prefix": prefix,
+           "strategies": {STRATEGY: BODY}, **extra}
+    cfg.write_text(yaml.safe_dump(doc))
+    return cfg
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.stdout + res.stderr
+
+
+def _copy(src: Path, dst: Path, redis_url: str, **extra: Any) -> Path:
+    """A private copy of a trained state (lake + sqlite registry; artifacts are shared read-only)."""
+    shutil.copytree(src / "lake", dst / "lake")
+    shutil.copy(src / "lake-mlflow.db", dst / "lake-mlflow.db")
+    return _config(dst, redis_url, f"t{uuid.uuid4().hex[:8]}", **extra)
+
+
+def _run(cfg: Path, day: date, *more: str) -> dict[str, Any]:
+    code, out = _cli("run", "--as-of", day.isoformat(), "--config", str(cfg), "--json", *more)
+    assert code == 0, out
+    return json.loads(out[out.index("{"):])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, redis_url: str, prefect_server: None) -> Path:
+    root = tmp_path_factory.mktemp("routine-base")
+    cfg = _config(root, redis_url, "unused")
+    first, _days = _sessions()
+    code, out = _cli("ingest", "--start", "2019-01-01", "--end", first.isoformat(), "--config", str(cfg))
+    assert code == 0, out
+    code, out = _cli("first-train", "--as-of", first.isoformat(), "--strategy", STRATEGY, "--config", str(cfg))
+    assert code == 0, out
+    return root
+
+
+@pytest.fixture(scope="module")
+def daily(trained: Path, tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> dict[str, Any]:
+    """The sessions replayed one routine at a time (as a scheduled deployment would)."""
+    root = tmp_path_factory.mktemp("routine-daily")
+    cfg = _copy(trained, root, redis_url)
+    _first, days = _sessions()
+    summaries = [_run(cfg, d) for d in days]
+    return {"root": root, "cfg": cfg, "days": days, "summaries": summaries}
+
+
+def _lake(cfg: Path) -> Lake:
+    return Lake(yaml.safe_load(cfg.read_text())["lake_uri"])
+
+
+def _registry(cfg: Path) -> ModelRegistry:
+    return ModelRegistry(f"sqlite:///{yaml.safe_load(cfg.read_text())['lake_uri']}-mlflow.db")
+
+
+def _store(cfg: Path) -> SignalStore:
+    doc = yaml.safe_load(cfg.read_text())
+    return SignalStore(connect(doc["redis_url"]), doc["redis_prefix"])
+
+
+def _lake_state(cfg: Path) -> dict[str, str]:
+    return {k: v for k, v in _lake(cfg).snapshot().items() if not k.startswith("reports/")}
+
+
+def test_day_by_day_retrains_promotes_and_publishes(daily: dict[str, Any]) -> None:
+    cfg, days, summaries = daily["cfg"], daily["days"], daily["summaries"]
+    retrains = [s for s in summaries if s["trained"][STRATEGY]]
+    assert len(retrains) == 1, [s["trained"] for s in summaries]
+    log = PromotionLog(_lake(cfg), STRATEGY).entries()
+    assert [(p.kind, p.from_version, p.to_version) for p in log] == [("scheduled", None, 3), ("scheduled", 3, 4)]
+    assert _registry(cfg).online_version(STRATEGY) == 4
+    sig = read_signals(_lake(cfg), STRATEGY)
+    assert sorted(sig["date"].unique()) == [d for d in _cal().range(log[0].applies_after, days[-1])
+                                            if d > log[0].applies_after]
+    new_start = log[1].applies_after
+    assert set(sig[sig["date"] > new_start]["version"]) == {"4"} and set(sig[sig["date"] <= new_start]["version"]) == {"3"}
+    snap = _store(cfg).read(STRATEGY, top=5)
+    assert snap is not None and snap.date == days[-1].isoformat() and snap.meta["models"] == "4"
+    assert snap.count == (sig["date"] == days[-1]).sum()
+    # live monitoring: labels become observable two sessions late
+    mon = _lake(cfg).dataset(f"monitoring/{STRATEGY}").read().to_pandas()
+    assert max(mon["date"]) == _cal()[_cal().index(days[-1]) - 2]
+    assert summaries[-1]["live_rank_ic_20d"][STRATEGY] is not None
+    hist = _registry(cfg).client.get_metric_history(_registry(cfg).version_info(STRATEGY, 3).run_id, "live_rank_ic")
+    assert len(hist) >= 5 and all(20220000 < m.step < 20230000 for m in hist)
+
+
+def test_catch_up_equals_day_by_day_and_a_one_pass_computation(daily: dict[str, Any], trained: Path,
+                                                               tmp_path: Path, redis_url: str) -> None:
+    cfg_d, days = daily["cfg"], daily["days"]
+    cfg_c = _copy(trained, tmp_path, redis_url)
+    _run(cfg_c, days[-1])  # every missed session at once
+    a, b = read_signals(_lake(cfg_d), STRATEGY), read_signals(_lake(cfg_c), STRATEGY)
+    assert a[["date", "symbol", "version"]].equals(b[["date", "symbol", "version"]])
+    assert np.abs(a["score"].to_numpy() - b["score"].to_numpy()).max() <= 1e-9
+    ra, rb = _registry(cfg_d), _registry(cfg_c)
+    assert [(m.version, m.task_id, m.fingerprint) for m in ra.list(STRATEGY)] == \
+        [(m.version, m.task_id, m.fingerprint) for m in rb.list(STRATEGY)]
+    assert ra.load_model_text(STRATEGY, 4) == rb.load_model_text(STRATEGY, 4)
+    key = [(p.applies_after, p.kind, p.from_version, p.to_version)
+           for p in PromotionLog(_lake(cfg_d), STRATEGY).entries()]
+    assert key == [(p.applies_after, p.kind, p.from_version, p.to_version)
+                   for p in PromotionLog(_lake(cfg_c), STRATEGY).entries()]
+    sa, sb = _store(cfg_d).read(STRATEGY), _store(cfg_c).read(STRATEGY)
+    assert sa is not None and sb is not None and (sa.date, sa.digest) == (sb.date, sb.digest)
+    # one pass: each serving version predicts all of its dates at once, straight from the features
+    lake = _lake(cfg_d)
+    feats = lake.dataset("features/alpha158").read(a["date"].min(), a["date"].max()).to_pandas()
+    feats["date"] = pd.to_datetime(feats["date"])
+    parts = []
+    for version, g in a.groupby("version"):
+        model = LoadedModel.from_artifacts(STRATEGY, int(version), "alpha158", ra.artifacts(STRATEGY, int(version)))
+        f = feats[feats["date"].dt.date.isin(set(g["date"]))]
+        parts.append(model.predict(f))
+    full = pd.concat(parts).assign(date=lambda f: pd.to_datetime(f["date"]).dt.date).sort_values(["date", "symbol"])
+    assert full["symbol"].tolist() == a["symbol"].tolist()
+    assert np.abs(full["score"].to_numpy() - a["score"].to_numpy()).max() <= 1e-9
+
+
+def test_a_second_run_for_the_same_day_changes_nothing(daily: dict[str, Any]) -> None:
+    cfg, days = daily["cfg"], daily["days"]
+    lake_before = _lake_state(cfg)
+    reg = _registry(cfg)
+    versions = [(m.version, m.run_id) for m in reg.list(STRATEGY)]
+    store = _store(cfg)
+    keys = sorted(store.client.scan_iter(match=f"{store.prefix}:*"))
+    events = store.client.xlen(store.k_events)
+    again = _run(cfg, days[-1])
+    assert again["trained"][STRATEGY] == [] and again["promotions"][STRATEGY] == []
+    assert all(not r["published"] for r in again["published"][STRATEGY])
+    assert _lake_state(cfg) == lake_before
+    assert [(m.version, m.run_id) for m in reg.list(STRATEGY)] == versions
+    assert sorted(store.client.scan_iter(match=f"{store.prefix}:*")) == keys
+    assert store.client.xlen(store.k_events) == events
+
+
+def test_bad_input_is_refused_and_writes_nothing(daily: dict[str, Any], tmp_path: Path, redis_url: str) -> None:
+    cfg, days = daily["cfg"], daily["days"]
+    before = _lake_state(cfg)
+    cases = [
+        (("run", "--as-of", days[-1].isoformat(), "--strategy", "nope"), r"unknown strategy 'nope'"),
+        (("run", "--as-of", "2018-06-01"), r"before the lake's first bar"),
+        (("run", "--as-of", "2023-03-01"), r"after the last session the source .* has"),
+        (("models", "promote", "99", "--strategy", STRATEGY, "--reason", "x"), r"lgb_t has no version 99"),
+        (("models", "promote", "4", "--strategy", STRATEGY, "--reason", "x"), r"version 4 is already the one serving"),
+    ]
+    for args, pattern in cases:
+        code, out = _cli(*args, "--config", str(cfg))
+        assert code == 1, (args, out)
+        import re
+
+        assert re.search(pattern, out), (args, out)
+    assert _lake_state(cfg) == before
+    # a malformed Redis URL is refused before anything is written
+    bad = tmp_path / "bad.yaml"
+    doc = yaml.safe_load(cfg.read_text())
+    bad.write_text(yaml.safe_dump({**doc, "redis_url": "http://nowhere"}))
+    code, out = _cli("run", "--as-of", days[-1].isoformat(), "--config", str(bad))
+    assert code == 1 and "must look like redis://" in out, out
+    # a quality gate of the wrong type names the strategy and the field
+    doc["strategies"][STRATEGY] = {**BODY, "gate": {"min_valid_rank_ic": "high"}}
+    bad.write_text(yaml.safe_dump(doc))
+    code, out = _cli("run", "--as-of", days[-1].isoformat(), "--config", str(bad))
+    assert code == 1 and "lgb_t" in out and "gate.min_valid_rank_ic" in out, out
+    assert _lake_state(cfg) == before
+
+
+def test_run_without_a_trained_model_says_first_train(tmp_path: Path, redis_url: str, prefect_server: None) -> None:
+    cfg = _config(tmp_path, redis_url, "x")
+    code, out = _cli("ingest", "--start", "2022-06-01", "--end", "2022-08-31", "--config", str(cfg))
+    assert code == 0, out
+    code, out = _cli("run", "--as-of", "2022-08-31", "--config", str(cfg))
+    assert code == 1 and "no trained model" in out and "first-train" in out, out
+
+
+def test_gate_rollback_and_redis_outage(trained: Path, tmp_path: Path, redis_url: str) -> None:
+    from flows.local_services import private_redis
+
+    first, days = _sessions()
+    cfg = _copy(trained, tmp_path, redis_url)
+    doc = yaml.safe_load(cfg.read_text())
+    # a gate no model passes: the retrained version 4 stays offline, version 3 keeps serving
+    doc["strategies"][STRATEGY] = {**BODY, "gate": {"min_valid_rank_ic": 0.99}}
+    cfg.write_text(yaml.safe_dump(doc))
+    out = _run(cfg, days[-1])
+    assert out["serving"][STRATEGY] == 3 and any("gate failed for version 4" in w for w in out["warnings"]), out
+    kinds = [p.kind for p in PromotionLog(_lake(cfg), STRATEGY).entries()]
+    assert kinds == ["scheduled", "gate_failed"]
+    sig = read_signals(_lake(cfg), STRATEGY)
+    assert set(sig["version"]) == {"3"}
+    # a manual promotion of 4 applies from the next date, then a rollback returns to 3 — both logged
+    code, text = _cli("models", "promote", "4", "--strategy", STRATEGY, "--reason", "reviewed", "--config", str(cfg))
+    assert code == 0 and f"version 4 serves the dates after {days[-1]}" in text, text
+    code, text = _cli("models", "rollback", "--strategy", STRATEGY, "--config", str(cfg))
+    assert code == 0 and "rolled back to version 3" in text, text
+    entries = PromotionLog(_lake(cfg), STRATEGY).entries()
+    assert [(p.kind, p.to_version) for p in entries][-2:] == [("manual", 4), ("rollback", 3)]
+    assert _registry(cfg).online_version(STRATEGY) == 3
+    code, text = _cli("models", "promote", "4", "--strategy", STRATEGY, "--reason", "again", "--config", str(cfg))
+    assert code == 0, text
+    # Redis goes away: the run retries, fails clearly, and keeps the lake's signals
+    nxt = _cal()[_cal().index(days[-1]) + 1]
+    with private_redis() as temp_url:
+        doc = yaml.safe_load(cfg.read_text())
+        doc["redis_url"] = temp_url
+        cfg.write_text(yaml.safe_dump(doc))
+    code, text = _cli("run", "--as-of", nxt.isoformat(), "--config", str(cfg))
+    assert code == 1 and "signal pointer of lgb_t from Redis failed" in text and "Connection refused" in text, text
+    sig = read_signals(_lake(cfg), STRATEGY)
+    assert max(sig["date"]) == nxt and set(sig[sig["date"] == nxt]["version"]) == {"4"}  # the manual move serves
+    assert set(sig[sig["date"] <= days[-1]]["version"]) == {"3"}  # published history unchanged
+    # Redis is back (the shared server): the next run publishes what the lake holds
+    doc["redis_url"] = redis_url
+    cfg.write_text(yaml.safe_dump(doc))
+    again = _run(cfg, nxt)
+    assert [r["date"] for r in again["published"][STRATEGY] if r["published"]] == [nxt.isoformat()]
+    code, text = _cli("signals", "show", "--strategy", STRATEGY, "--top", "3", "--json", "--config", str(cfg))
+    assert code == 0, text
+    shown = json.loads(text)
+    assert shown["date"] == nxt.isoformat() and shown["models"] == "4" and len(shown["signals"]) == 3
+    assert set(shown) >= {"strategy", "date", "models", "count", "signals"}
