@@ -43,22 +43,23 @@ def source_calendar(spec: str) -> list[date]:
 
 
 def demo_week(days: list[date], strategy: str, configured: dict[str, object], n: int = 5) -> tuple[date, list[date]]:
-    """First training's as-of and the ``n`` sessions replayed, placed so that one of them is a retrain day.
+    """First training's as-of and the ``n`` sessions replayed after it, one of them a retrain day.
 
-    The rolling tasks of ``strategy`` as of the source's last day are due every ``step`` sessions;
-    the week is the latest run of ``n`` sessions with a due date in its middle, and first training
-    happens the session before it.
+    Relative segments are resolved at the first training's as-of, so the rolling dates depend on
+    it: the latest as-of whose next rolling step falls inside the ``n`` sessions after it wins.
     """
     cal = TradingCalendar(days)
     strat = get_strategy(strategy, configured)
-    tasks = strat.tasks(cal, cal.last)
-    starts = [t.segments.test.start for t in tasks]
-    mid = n // 2
-    for start in reversed(starts):
-        i = cal.index(start)
-        if i - mid - 1 >= 0 and i - mid + n <= len(cal):
-            week = list(cal[i - mid:i - mid + n])
-            return cal[i - mid - 1], week
+    step = strat.rolling.step
+    for i in range(len(cal) - n - 1, 0, -1):
+        as_of = cal[i]
+        try:
+            tasks = strat.tasks(cal, as_of)
+        except ConfigError:
+            break  # too little history before this date for the strategy's segments
+        due = cal.index(tasks[-1].segments.test.start) + step
+        if i < due <= i + n:
+            return as_of, list(cal[i + 1:i + 1 + n])
     raise ConfigError(f"the source's {len(cal)} sessions are too few for a demo week of {strategy}")
 
 

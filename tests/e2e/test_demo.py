@@ -13,25 +13,38 @@ from quant_core.feature_store import feature_dataset, label_dataset
 from quant_core.features import get_feature_set
 from quant_core.labels import LABEL0
 from quant_core.lake import Lake
+from quant_core.online.promotion import PromotionLog
+from quant_core.online.signals import read_signals
 from quant_core.settings import DEFAULT_SOURCE
 from quant_core.sources import parse_source
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_builds_the_lake_and_replays_daily_ingests(tmp_path: Path, prefect_server: None,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_trains_runs_a_week_of_routines_and_prints_signals(tmp_path: Path, prefect_server: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QONLINE_REDIS_URL", raising=False)  # the demo starts its own redis-server
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(app, ["demo"])
     assert res.exit_code == 0, res.stdout + res.stderr
-    assert "reachable (PING=True)" in res.stdout
     assert "QONLINE_REDIS_URL" not in os.environ
     lake = Lake(str(tmp_path / "lake"))
     days = parse_source(DEFAULT_SOURCE).calendar()  # type: ignore[attr-defined]
     cal = lake.calendar()
-    assert list(cal) == days  # every trading day of the synthetic market, history + 3 daily ingests
+    assert list(cal) == days  # every trading day of the synthetic market: history + 5 daily routines
     feats = feature_dataset(lake, get_feature_set("alpha158"))
     assert feats.dates() == days
     assert label_dataset(lake, LABEL0).dates() == days[:-LABEL0.lookahead]
-    assert len(list((tmp_path / "lake" / "reports" / "validation").rglob("report.json"))) == 4
+    assert len(list((tmp_path / "lake" / "reports" / "validation").rglob("report.json"))) == 6
+    # one of the five routines retrained and promoted the new model
+    log = PromotionLog(lake, "lgb_light").entries()
+    assert [p.kind for p in log] == ["scheduled", "scheduled"] and log[1].from_version == log[0].to_version
+    signals = read_signals(lake, "lgb_light")
+    assert max(signals["date"]) == days[-1]
+    # the latest signals, read back from Redis, are printed best first
+    assert f"latest signals in Redis: lgb_light {days[-1]} (models {log[1].to_version}," in res.stdout
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()[:3].rstrip(".").strip().isdigit()]
+    scores = [float(ln.split()[-1]) for ln in lines[-10:]]
+    assert len(scores) == 10 and scores == sorted(scores, reverse=True)
+    last = signals[signals["date"] == days[-1]].sort_values("score", ascending=False)
+    assert [ln.split()[1] for ln in lines[-10:]] == last["symbol"].head(10).tolist()
