@@ -98,8 +98,12 @@ def validate(
                 docs_dir=Path(docs_dir) if data_docs else None, universe=universe or None,
             )
         except BarsValidationError as exc:
-            _publish_reports(lake, prefix, docs_dir, exc.result.to_dict(), exc.result.report_markdown())
-            raise
+            docs_uri, report_uri = _publish_reports(lake, prefix, docs_dir, exc.result.to_dict(),
+                                                    exc.result.report_markdown())
+            # point the reader at the reports kept in the lake, not at the temporary folder
+            message = str(exc).split(" Data Docs: ")[0]
+            message += f" Report: {report_uri}." + (f" Data Docs: {docs_uri}." if docs_uri else "")
+            raise BarsValidationError(message, exc.result, exc.warning_result) from None
         payload = result.to_dict()
         warnings: list[str] = []
         if warning is not None:

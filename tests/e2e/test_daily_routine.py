@@ -282,3 +282,50 @@ def test_gate_rollback_and_redis_outage(trained: Path, tmp_path: Path, redis_url
     shown = json.loads(text)
     assert shown["date"] == nxt.isoformat() and shown["models"] == "4" and len(shown["signals"]) == 3
     assert set(shown) >= {"strategy", "date", "models", "count", "signals"}
+
+
+def _drop(path: Path, start: date, end: date, scale: float = 1.0, break_day: date | None = None) -> str:
+    """The synthetic market's bars of [start, end] as a Parquet drop, optionally perturbed or broken."""
+    bars = parse_source(SPEC).extract(start, end)
+    for col in ("open", "high", "low", "close", "vwap"):
+        if col in bars:
+            bars[col] = bars[col] * scale
+    if break_day is not None:  # one bar with a negative close: the validation gate must stop the run
+        i = bars.index[bars["date"] == pd.Timestamp(break_day)][0]
+        bars.loc[i, "close"] = -1.0
+    bars.to_parquet(path, index=False)
+    return f"parquet:{path}"
+
+
+def test_point_in_time_and_a_failed_validation(daily: dict[str, Any], trained: Path, tmp_path: Path,
+                                               redis_url: str) -> None:
+    days = daily["days"]
+    k = len(days) - 4
+    d = days[k - 1]
+    cfg = _copy(trained, tmp_path, redis_url)
+    _run(cfg, d)
+    before_sig = read_signals(_lake(cfg), STRATEGY)
+    store = _store(cfg)
+    snap_d = store.read(STRATEGY)
+    assert snap_d is not None and snap_d.date == d.isoformat()
+    # day d+1 arrives broken: the run fails at the gate, nothing downstream moves, d's snapshot stays
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"] = _drop(tmp_path / "broken.parquet", days[k], days[k], break_day=days[k])
+    cfg.write_text(yaml.safe_dump(doc))
+    lake_before = {k2: v for k2, v in _lake_state(cfg).items()}
+    code, out = _cli("run", "--as-of", days[k].isoformat(), "--config", str(cfg))
+    assert code == 1 and "close" in out and "report" in out.lower(), out
+    after = {k2: v for k2, v in _lake_state(cfg).items()}
+    assert after == lake_before
+    again = store.read(STRATEGY)
+    assert again is not None and (again.date, again.digest) == (snap_d.date, snap_d.digest)
+    # the feed is fixed, but every bar after d is different (+3% prices): nothing at or before d changes
+    doc["source"] = _drop(tmp_path / "perturbed.parquet", days[k], days[-1], scale=1.03)
+    cfg.write_text(yaml.safe_dump(doc))
+    _run(cfg, days[-1])
+    sig = read_signals(_lake(cfg), STRATEGY)
+    pd.testing.assert_frame_equal(sig[sig["date"] <= d].reset_index(drop=True), before_sig.reset_index(drop=True))
+    ref = read_signals(_lake(daily["cfg"]), STRATEGY)
+    pd.testing.assert_frame_equal(ref[ref["date"] <= d].reset_index(drop=True), before_sig.reset_index(drop=True))
+    changed = sig[sig["date"] > d].merge(ref[ref["date"] > d], on=["date", "symbol"])
+    assert (changed["score_x"] != changed["score_y"]).any()  # the perturbation did reach the later dates
