@@ -360,6 +360,221 @@ def lake_commit_s3(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         return _lake_commit(a, work, lambda name: f"s3://{server.bucket}/commit-{name}", s3)
 
 
+ROUTINE_MODEL = {"objective": "mse", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 200,
+                 "colsample_bytree": 0.8, "num_boost_round": 120, "early_stopping_rounds": 20}
+
+
+def _prefect_server(home: Path) -> tuple[Any, str, float]:
+    """``prefect server start`` on a free port; returns (process, API URL, start-up seconds)."""
+    import httpx
+
+    from flows.local_services import free_port
+
+    port = free_port()
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false", PREFECT_SERVER_API_PORT=str(port))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.perf_counter() - t0 > 180:
+            raise SystemExit("prefect server did not start")
+        time.sleep(0.25)
+    return proc, f"http://127.0.0.1:{port}/api", time.perf_counter() - t0
+
+
+@case
+def routine_daily(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The daily routine on the synthetic market (--symbols x --years): a retrain day, then days without.
+
+    Builds its own lake (bars, Alpha158, LABEL0) and a first training with one rolling task (step 20),
+    then runs: the retrain day (LightGBM fit vs the routine's other work), three days without
+    retraining in-process (per stage; flow start to signals in Redis), one more in a fresh
+    `qonline run` process against a running Prefect server, the prediction update for 1 vs 20 new
+    days, and the Redis publish of a 5,000-symbol snapshot.
+    """
+    import pandas as pd
+    import yaml
+
+    from flows.daily_routine import daily_routine
+    from flows.first_train import first_train
+    from flows.local_services import private_redis, stop_process_group
+    from quant_core.feature_store import update_features, update_labels
+    from quant_core.features import get_feature_set
+    from quant_core.labels import LABEL0
+    from quant_core.lake import Lake
+    from quant_core.online.predictions import LoadedModel, prediction_dataset, update_predictions
+    from quant_core.online.redis_sink import SignalStore, connect
+    from quant_core.registry import ModelRegistry
+
+    spec, start, end = _spec(a)
+    root = work / f"routine-{a.symbols}x{a.years}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    lake_dir = root / "lake"
+    from quant_core.sources import parse_source
+
+    cal_all = parse_source(spec).calendar()  # type: ignore[attr-defined]
+    first_as_of = cal_all[-26]
+    days = cal_all[-25:-20]  # the first one is a retrain day (step 20 from cal[-45])
+    _ingest_fast(spec, start, first_as_of, lake_dir)
+    lake = Lake(str(lake_dir))
+    cal = lake.calendar()
+    update_features(lake, get_feature_set("alpha158"), cal.first, cal.last)
+    update_labels(lake, LABEL0, cal.first, cal.last)
+    body = {"model": ROUTINE_MODEL, "rolling": {"step": 20},
+            "segments": {"dates": {"train": [str(start), str(cal_all[-300])], "valid": [str(cal_all[-299]),
+                                                                                        str(cal_all[-50])],
+                                   "test": [str(cal_all[-45]), None]}}}
+    out: dict[str, Any] = {"rows": a.symbols, "history_days": len(cal)}
+    with private_redis() as redis_url:
+        cfg = root / "q.yaml"
+        cfg.write_text(yaml.safe_dump({"lake_uri": str(lake_dir), "source": spec, "redis_url": redis_url,
+                                       "strategies": {"bench": body}, "max_workers": 1}))
+        t0 = time.perf_counter()
+        first_train(as_of=first_as_of, strategy="bench", config=str(cfg))
+        out["first_train_s"] = time.perf_counter() - t0
+        import great_expectations  # noqa: F401  (a warm process: import costs are measured apart below)
+
+        t0 = time.perf_counter()
+        retrain = daily_routine(as_of=days[0], config=str(cfg))
+        wall = time.perf_counter() - t0
+        reg = ModelRegistry(f"sqlite:///{lake_dir}-mlflow.db")
+        fit = sum(m.metrics.get("fit_seconds", 0.0) for m in reg.list("bench") if m.test_start == str(days[0]))
+        out.update(retrain_wall_s=wall, retrain_fit_s=fit, retrain_overhead_s=wall - fit,
+                   retrain_overhead_share=(wall - fit) / fit if fit else None,
+                   retrain_stages=retrain["seconds"])
+        plain = []
+        for d in days[1:4]:
+            t0 = time.perf_counter()
+            res = daily_routine(as_of=d, config=str(cfg))
+            plain.append({"wall_s": time.perf_counter() - t0, **res["seconds"]})
+        out["routine_runs"] = plain
+        best = sorted(plain, key=lambda r: r["total"])[len(plain) // 2]
+        out["routine_flow_s"] = best["total"]
+        out["routine_wall_s"] = best["wall_s"]
+        out["routine_stages"] = best
+        # a fresh process, as a worker runs it, against a running Prefect server
+        proc, api, startup = _prefect_server(root / "prefect-home")
+        try:
+            env = dict(os.environ, PREFECT_API_URL=api, PREFECT_HOME=str(root / "prefect-home"))
+            t0 = time.perf_counter()
+            run = subprocess.run([str(Path(sys.executable).parent / "qonline"), "run", "--as-of", str(days[4]),
+                                  "--config", str(cfg), "--json"], env=env, capture_output=True, text=True)
+            out["fresh_process_run_s"] = time.perf_counter() - t0
+            if run.returncode != 0:
+                raise SystemExit("qonline run failed:\n" + run.stderr[-3000:])
+            out["fresh_process_flow_s"] = json.loads(run.stdout[run.stdout.index("{"):])["seconds"]["total"]
+            out["prefect_server_startup_s"] = startup
+        finally:
+            stop_process_group(proc)
+        imports = {}
+        for mod in ("prefect", "great_expectations", "mlflow", "lightgbm", "quant_core.features", "flows.cli"):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", f"import {mod}"], check=True, cwd=ROOT)
+            imports[mod] = round(time.perf_counter() - t0, 2)
+        out["import_s_fresh_process"] = imports
+        # prediction update: 1 vs 20 new days with the serving model (loaded once)
+        version = reg.online_version("bench")
+        assert version is not None
+        model = LoadedModel.from_artifacts("bench", version, "alpha158", reg.artifacts("bench", version))
+        ds = prediction_dataset(lake, "bench", version)
+        twenty = list(cal_all[-45:-25])
+        pred_times = {}
+        for n in (1, 20):
+            ts = []
+            for _ in range(3):
+                schema = ds.schema
+                assert schema is not None
+                ds.write(schema.empty_table(), twenty[0], twenty[-1])  # the 20 days are new again
+                t0 = time.perf_counter()
+                update_predictions(lake, model, twenty[-n:])
+                ts.append(time.perf_counter() - t0)
+            pred_times[n] = statistics.median(ts)
+        out["predict_1_day_s"], out["predict_20_days_s"] = pred_times[1], pred_times[20]
+        # Redis publish of a 5,000-symbol snapshot (alternating two contents, median of 21)
+        import numpy as np
+
+        store = SignalStore(connect(redis_url), prefix="bench")
+        frames = [pd.DataFrame({"symbol": [f"S{i:05d}" for i in range(5000)],
+                                "score": np.random.default_rng(k).normal(size=5000)}) for k in (1, 2)]
+        pub = []
+        for i in range(21):
+            r = store.publish("big", days[0], frames[i % 2], {"models": "1"})
+            assert r.published
+            pub.append(r.seconds)
+        out["redis_publish_5000_s"] = statistics.median(pub)
+    out["total_s"] = out["routine_flow_s"]
+    return out
+
+
+@case
+def csi300_quarter(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Real data: CSI 300 (../shared), first training as of 2024-12-31 with monthly steps (20 sessions),
+    then one daily routine per session of 2025-01-02 .. 2025-03-31; live rank IC from the monitoring rows."""
+    import yaml
+
+    from flows.daily_routine import daily_routine
+    from flows.first_train import first_train
+    from flows.ingest import ingest
+    from flows.local_services import private_redis
+    from quant_core.lake import Lake
+    from quant_core.online.monitoring import monitoring_dataset
+    from quant_core.online.promotion import PromotionLog
+
+    shared = Path(os.environ.get("QONLINE_SHARED_DIR", ROOT.parent / "shared"))
+    data = shared / "data" / "real" / "csi300_2020_2025" / "csi300_2020_2025.parquet"
+    root = work / "csi300-quarter"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    body = {"model": ROUTINE_MODEL, "rolling": {"step": 20},
+            "segments": {"relative": {"test_years": 1, "valid_years": 1}}}
+    out: dict[str, Any] = {}
+    with private_redis() as redis_url:
+        cfg = root / "q.yaml"
+        cfg.write_text(yaml.safe_dump({"lake_uri": str(root / "lake"), "source": f"parquet:{data}",
+                                       "exchange": "XSHG", "redis_url": redis_url,
+                                       "strategies": {"csi300_monthly": body}}))
+        t0 = time.perf_counter()
+        ingest(start=date(2020, 1, 1), end=date(2024, 12, 31), config=str(cfg))
+        out["ingest_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ft = first_train(as_of=date(2024, 12, 31), strategy="csi300_monthly", config=str(cfg))
+        out["first_train_s"] = time.perf_counter() - t0
+        out["first_train_tasks"] = ft["tasks"]
+        lake = Lake(str(root / "lake"))
+        import exchange_calendars as xc
+
+        sessions = [d.date() for d in xc.get_calendar("XSHG").sessions_in_range("2025-01-02", "2025-03-31")]
+        runs = []
+        t0 = time.perf_counter()
+        for d in sessions:
+            res = daily_routine(as_of=d, config=str(cfg))
+            runs.append({"as_of": res["as_of"], "total": res["seconds"]["total"],
+                         "trained": len(res["trained"]["csi300_monthly"])})
+        out["routines"] = len(runs)
+        out["routines_s"] = time.perf_counter() - t0
+        out["routine_median_s"] = statistics.median(r["total"] for r in runs if not r["trained"])
+        out["retrain_days"] = [r["as_of"] for r in runs if r["trained"]]
+        mon = monitoring_dataset(lake, "csi300_monthly").read().to_pandas()
+        out["monitored_dates"] = len(mon)
+        out["live_ic_mean"] = float(mon["ic"].mean())
+        out["live_rank_ic_mean"] = float(mon["rank_ic"].mean())
+        out["live_rank_icir"] = float(mon["rank_ic"].mean() / mon["rank_ic"].std(ddof=1))
+        out["live_rank_ic_by_version"] = {str(k): round(float(v), 4) for k, v in
+                                          mon.groupby("version")["rank_ic"].mean().items()}
+        out["promotions"] = [(p.kind, p.from_version, p.to_version, str(p.applies_after))
+                             for p in PromotionLog(lake, "csi300_monthly").entries()]
+    out["rows"] = out["monitored_dates"]
+    out["total_s"] = out["routines_s"]
+    return out
+
+
 def _child(name: str, a: argparse.Namespace, work: Path) -> None:
     result = CASES[name](a, work)
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
