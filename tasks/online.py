@@ -69,7 +69,7 @@ def _retry_redis(task: object, task_run: object, state: object) -> bool:
     return True  # every publish failure is worth another attempt: the lake keeps the truth
 
 
-@task(retries=3, retry_delay_seconds=[1.0, 3.0, 9.0], retry_condition_fn=_retry_redis, cache_policy=NO_CACHE)
+@task(retries=3, retry_delay_seconds=[1.0, 2.0, 4.0], retry_condition_fn=_retry_redis, cache_policy=NO_CACHE)
 def publish_signals(name: str, as_of: date, settings: Settings) -> list[PublishResult]:
     """Publish the lake's signals that Redis lacks; atomic switch per snapshot."""
     if settings.redis_url is None:

@@ -44,7 +44,7 @@ BODY = {
     "segments": {"dates": {"train": ["2019-01-01", "2020-12-31"], "valid": ["2021-01-01", "2021-12-31"],
                            "test": ["2022-09-01", None]}},
 }
-N_DAYS = 12
+N_DAYS = 8
 
 
 def _cal() -> TradingCalendar:
