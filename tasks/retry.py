@@ -6,8 +6,8 @@ from typing import Any
 
 from quant_core.errors import QonlineError
 
-#: seconds between attempts: 2, 8, 30
-IO_RETRY_DELAYS: list[float] = [2.0, 8.0, 30.0]
+#: seconds between attempts: 1, 4, 15
+IO_RETRY_DELAYS: list[float] = [1.0, 4.0, 15.0]
 
 
 def retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,9 @@ def test_demo_trains_runs_a_week_of_routines_and_prints_signals(tmp_path: Path, 
     assert max(signals["date"]) == days[-1]
     # the latest signals, read back from Redis, are printed best first
     assert f"latest signals in Redis: lgb_light {days[-1]} (models {log[1].to_version}," in res.stdout
-    lines = [ln for ln in res.stdout.splitlines() if ln.strip()[:3].rstrip(".").strip().isdigit()]
-    scores = [float(ln.split()[-1]) for ln in lines[-10:]]
-    assert len(scores) == 10 and scores == sorted(scores, reverse=True)
+    rows = re.findall(r"^\s*(\d+)\.\s+(\S+)\s+([+-]\d+\.\d+)$", res.stdout, flags=re.M)
+    assert [int(r[0]) for r in rows] == list(range(1, 11)), res.stdout
+    scores = [float(r[2]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
     last = signals[signals["date"] == days[-1]].sort_values("score", ascending=False)
-    assert [ln.split()[1] for ln in lines[-10:]] == last["symbol"].head(10).tolist()
+    assert [r[1] for r in rows] == last["symbol"].head(10).tolist()
