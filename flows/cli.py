@@ -28,6 +28,20 @@ ConfigOpt = Annotated[
 ]
 LakeOpt = Annotated[str | None, typer.Option("--lake", help="lake URI: folder, file:// or s3://bucket/prefix")]
 DateOpt = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="ISO date, inclusive")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
+DaskAddressOpt = Annotated[str | None, typer.Option(help="train on an existing Dask scheduler")]
+DaskOpt = Annotated[bool, typer.Option("--dask", help="train on a local Dask process cluster")]
+WorkersOpt = Annotated[int | None, typer.Option(help="parallel trainings (default: settings.max_workers)")]
+
+
+def _task_runner(cfg: str | None, lake: str | None, dask: bool, dask_address: str | None, workers: int | None) -> Any:
+    """The training task runner the options ask for (threads by default)."""
+    from flows.first_train import task_runner
+    from quant_core.settings import load_settings
+
+    settings = _run(load_settings, cfg, lake_uri=lake)
+    return task_runner("dask" if dask else "threads", max_workers=workers or settings.max_workers,
+                       dask_address=dask_address)
 
 
 def _use_config(config: Path | None) -> str | None:
@@ -78,7 +92,7 @@ def ingest(
     source: Annotated[str | None, typer.Option(help="source spec (default: settings.source)")] = None,
     lake: LakeOpt = None,
     config: ConfigOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Extract bars of [START, END] from SOURCE, validate them, and store them in the lake."""
     cfg = _use_config(config)
@@ -96,7 +110,7 @@ def features(
     label: Annotated[list[str] | None, typer.Option("--label", help="label(s) to update (repeatable)")] = None,
     lake: LakeOpt = None,
     config: ConfigOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Recompute a feature set (and labels) for [START, END] from the bars in the lake."""
     cfg = _use_config(config)
@@ -112,22 +126,18 @@ def features(
 def first_train(
     as_of: Annotated[datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="train every task up to this date")],
     strategy: Annotated[str, typer.Option(help="strategy name")] = "lgb_alpha158",
-    dask_address: Annotated[str | None, typer.Option(help="train on an existing Dask scheduler")] = None,
-    dask: Annotated[bool, typer.Option("--dask", help="train on a local Dask process cluster")] = False,
-    workers: Annotated[int | None, typer.Option(help="parallel trainings (default: settings.max_workers)")] = None,
+    dask_address: DaskAddressOpt = None,
+    dask: DaskOpt = False,
+    workers: WorkersOpt = None,
     lake: LakeOpt = None,
     config: ConfigOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Generate every rolling task of STRATEGY up to AS_OF and train them in parallel (MLflow)."""
     cfg = _use_config(config)
     from flows.first_train import first_train as flow_fn
-    from flows.first_train import task_runner
-    from quant_core.settings import load_settings
 
-    settings = _run(load_settings, cfg, lake_uri=lake)
-    runner = task_runner("dask" if dask else "threads", max_workers=workers or settings.max_workers,
-                         dask_address=dask_address)
+    runner = _task_runner(cfg, lake, dask, dask_address, workers)
     summary = _run(flow_fn.with_options(task_runner=runner), as_of=as_of.date(), strategy=strategy, lake_uri=lake,
                    config=cfg)
     _print_summary(summary, json_output)
@@ -138,22 +148,18 @@ def run_routine(
     as_of: Annotated[datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
                                                    help="business date (default: the latest session)")] = None,
     strategy: Annotated[list[str] | None, typer.Option("--strategy", help="strategy to serve (repeatable)")] = None,
-    dask_address: Annotated[str | None, typer.Option(help="train on an existing Dask scheduler")] = None,
-    dask: Annotated[bool, typer.Option("--dask", help="train on a local Dask process cluster")] = False,
-    workers: Annotated[int | None, typer.Option(help="parallel trainings (default: settings.max_workers)")] = None,
+    dask_address: DaskAddressOpt = None,
+    dask: DaskOpt = False,
+    workers: WorkersOpt = None,
     lake: LakeOpt = None,
     config: ConfigOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """The daily routine through AS_OF: new bars, retrain when due, promote, predict, publish, monitor."""
     cfg = _use_config(config)
     from flows.daily_routine import daily_routine
-    from flows.first_train import task_runner
-    from quant_core.settings import load_settings
 
-    settings = _run(load_settings, cfg, lake_uri=lake)
-    runner = task_runner("dask" if dask else "threads", max_workers=workers or settings.max_workers,
-                         dask_address=dask_address)
+    runner = _task_runner(cfg, lake, dask, dask_address, workers)
     summary = _run(daily_routine.with_options(task_runner=runner), as_of=as_of.date() if as_of else None,
                    strategies=list(strategy) if strategy else None, lake_uri=lake, config=cfg)
     _print_summary(summary, json_output)
