@@ -53,7 +53,7 @@ def strategy_names(settings: Settings, strategies: list[str] | None) -> list[str
     return names
 
 
-def _ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: bool,
+def _ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: bool, configs: list[StrategyConfig],
                      times: dict[str, float]) -> tuple[date, GateOutcome | None, list[Any]]:
     """Bars after the last stored date through ``target``, validated and stored, with their features.
 
@@ -94,11 +94,12 @@ def _ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: boo
     t0 = time.perf_counter()
     updates: list[Any] = []
     cal = lake.calendar()
-    fs = get_feature_set("alpha158")
-    feature_sets = sorted({get_strategy(n, settings.strategies).feature_set for n in settings.strategies} | {"alpha158"})
-    labels = sorted({get_strategy(n, settings.strategies).label for n in settings.strategies} | {"LABEL0"})
+    # the feature sets and labels of the strategies this run serves (Alpha158 and LABEL0 always)
+    feature_sets = sorted({c.feature_set for c in configs} | {"alpha158"})
+    labels = sorted({c.label for c in configs} | {"LABEL0"})
+    hist_ref = max(get_feature_set(name).hist_ref for name in feature_sets)
     lookahead = max(get_label(label).lookahead for label in labels)
-    (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(cal, start, target, fs.hist_ref, lookahead)
+    (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(cal, start, target, hist_ref, lookahead)
     updates += [compute_features(name, f_lo, f_hi, settings) for name in feature_sets]
     updates += [compute_labels(label, l_lo, l_hi, settings) for label in labels]
     times["features and labels"] = time.perf_counter() - t0
@@ -189,7 +190,7 @@ def daily_routine(as_of: date | None = None, strategies: list[str] | None = None
     registry = registry_of(settings)
     registry.check_reachable()
     times: dict[str, float] = {}
-    business, gate, _updates = _ingest_new_bars(settings, lake, target, explicit, times)
+    business, gate, _updates = _ingest_new_bars(settings, lake, target, explicit, list(configs.values()), times)
     calendar = lake.calendar()
 
     trained: dict[str, list[TrainOutcome]] = {}
