@@ -9,10 +9,8 @@ no earlier than the first date any model serves.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 import pandas as pd
 
@@ -28,7 +26,6 @@ from quant_core.online.promotion import (
     PromotionError,
     PromotionLog,
     current_user,
-    day_before,
     now_iso,
     plan_scheduled,
     rollback_target,
@@ -255,17 +252,3 @@ def monitor(lake: Lake, registry: ModelRegistry | None, strategy: str, label: st
                       for d, ic, ric in zip(rows["date"], rows["ic"], rows["rank_ic"], strict=True)]
             registry.log_live_metrics(info.run_id, points)
     return upd
-
-
-def seconds_since(t0: float) -> float:
-    return round(time.perf_counter() - t0, 3)
-
-
-def as_jsonable(value: Any) -> Any:
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
-__all__ = ["RoutineError", "combine", "dates_to_serve", "day_before", "manual_move", "monitor", "next_tasks",
-           "promote", "publish", "serve", "sync_alias"]
