@@ -575,6 +575,71 @@ def csi300_quarter(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
+@case
+def qlib_online_routine(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Qlib 0.9.7's ``OnlineManager.routine`` on routine_daily's bars, days and rolling task (in .venv-qlib).
+
+    The dates are derived exactly as in routine_daily (first as-of ``cal[-26]``, routine days
+    ``cal[-25:-20]``, the first of them a retrain day; explicit train/valid/test segments; step 20,
+    expanding, trunc_days = LABEL0's lookahead + 1; ``ROUTINE_MODEL`` with qonline's LightGBM
+    settings). See benchmarks/qlib_online_peer.py for what is timed on Qlib's side.
+    """
+    from quant_core.calendar import TradingCalendar
+    from quant_core.labels import LABEL0
+    from quant_core.settings import load_settings
+    from quant_core.sources import parse_source
+    from quant_core.strategy import get_strategy
+    from quant_core.training import SEED
+
+    peer = ROOT / ".venv-qlib" / "bin" / "python"
+    if not peer.exists():
+        raise SystemExit("run benchmarks/setup_qlib.sh first (pyqlib in .venv-qlib)")
+    spec, start, _end = _spec(a)
+    source = parse_source(spec)
+    cal_all = source.calendar()  # type: ignore[attr-defined]
+    first_as_of, days = cal_all[-26], cal_all[-25:-20]  # as in routine_daily
+    root = work / f"qlib-online-{a.symbols}x{a.years}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    bars = source.extract(start, days[-1])
+    bars.to_parquet(root / "bars.parquet", index=False)
+    segments = {"train": [str(start), str(cal_all[-300])], "valid": [str(cal_all[-299]), str(cal_all[-50])],
+                "test": [str(cal_all[-45]), None]}  # routine_daily's template segments
+    num_threads = load_settings(lake_uri=str(root), source=spec).num_threads
+    cfg = {"bars": str(root / "bars.parquet"), "calendar": [str(d) for d in cal_all],
+           "first_as_of": str(first_as_of), "days": [str(d) for d in days],
+           "predict_days": [str(d) for d in cal_all[-45:-25]], "segments": segments,
+           "step": 20, "rtype": "expanding", "trunc_days": LABEL0.lookahead + 1, "model": ROUTINE_MODEL,
+           # what qonline's train_task adds to the strategy's LightGBM parameters
+           "lgb_extra": {"num_threads": num_threads, "seed": SEED, "deterministic": True, "force_row_wise": True}}
+    (root / "config.json").write_text(json.dumps(cfg))
+    proc = subprocess.run([str(peer), str(ROOT / "benchmarks" / "qlib_online_peer.py"), "--config",
+                           str(root / "config.json"), "--work", str(root)], capture_output=True, text=True)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise SystemExit("qlib online peer failed:\n" + proc.stdout[-2000:] + proc.stderr[-4000:])
+    result: dict[str, Any] = json.loads(line[-1][7:])
+    # the same tasks on both sides: qonline's own rolling of routine_daily's strategy, compared with
+    # the segments of Qlib's trained tasks (train, valid, test start; Qlib's test end comes from its
+    # future calendar, qonline leaves the newest task's test segment open)
+    strategy = get_strategy("bench", {"bench": {"model": ROUTINE_MODEL, "rolling": {"step": 20},
+                                                "segments": {"dates": segments}}})
+    known = TradingCalendar(cal_all)
+    ours = {"first_train": [t.segments for t in strategy.tasks(known, first_as_of)],
+            "retrain": [strategy.tasks(known, days[0])[-1].segments]}
+    match = True
+    for key, theirs in (("first_train", result["first_train_segments"]), ("retrain", result["retrain_segments"])):
+        mine = [{"train": [str(s.train.start), str(s.train.end)], "valid": [str(s.valid.start), str(s.valid.end)],
+                 "test_start": str(s.test.start)} for s in ours[key]]
+        qlib = [{"train": t["train"], "valid": t["valid"], "test_start": t["test"][0]} for t in theirs]
+        result[f"qonline_{key}_segments"] = mine
+        match = match and mine == qlib
+    result["segments_match"] = match
+    result["rows"] = a.symbols
+    result["total_s"] = result["routine_s"]
+    return result
+
+
 def _child(name: str, a: argparse.Namespace, work: Path) -> None:
     result = CASES[name](a, work)
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -658,6 +723,31 @@ def main() -> None:
             print(f"{name}: medians of {r['rounds']} interleaved rounds, after (this code) vs before ({BEFORE_COMMIT}): "
                   + "; ".join(f"{k} {r[f'{k}_after_s'] * 1000:.1f} vs {r[f'{k}_before_s'] * 1000:.1f} ms "
                               f"({r[f'{k}_after_over_before']:.2f}x)" for k in ("replace", "read", "switch")))
+    if "routine_daily" in results and "qlib_online_routine" in results:
+        if results["routine_daily"]["history_days"] != results["qlib_online_routine"]["history_days"]:
+            print("WARNING: routine_daily and qlib_online_routine did not start from the same as-of date")
+        if not results["qlib_online_routine"]["segments_match"]:
+            print("WARNING: Qlib's rolling tasks do not have qonline's train/valid/test segments")
+        pairs = list(zip(runs["qlib_online_routine"], runs["routine_daily"], strict=True))
+        routine_ratios = {
+            # Qlib's in-process routine (without its data update) / qonline's flow, flow start to Redis
+            "routine": [q["routine_s"] / o["routine_flow_s"] for q, o in pairs],
+            "routine_vs_qonline_fresh_process": [q["routine_s"] / o["fresh_process_run_s"] for q, o in pairs],
+            "fresh_process": [q["fresh_process_run_s"] / o["fresh_process_run_s"] for q, o in pairs],
+            "retrain_day": [q["retrain_routine_s"] / o["retrain_wall_s"] for q, o in pairs],
+            "predict_1_day": [q["predict_1_day_s"] / o["predict_1_day_s"] for q, o in pairs],
+            "predict_20_days": [q["predict_20_days_s"] / o["predict_20_days_s"] for q, o in pairs],
+        }
+        for what, values in routine_ratios.items():
+            results[f"ratio_qlib_over_qonline_{what}"] = statistics.median(values)
+            results[f"ratio_qlib_over_qonline_{what}_range"] = [min(values), max(values)]
+        print("daily routine, Qlib's OnlineManager.routine time / qonline's (median of the rounds, range): "
+              + "; ".join(f"{what} {statistics.median(v):.1f}x ({min(v):.1f}-{max(v):.1f})"
+                          for what, v in routine_ratios.items()))
+        met = statistics.median(routine_ratios["routine"]) >= 10
+        print(f"goal (issue 11, at 500 symbols): routine without retrain at least 10x faster than Qlib's -- "
+              f"{'met' if met else 'not met'} at {a.symbols} symbols x {a.years} years")
+        (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"JSON: {a.out / 'results.json'}")
 
 
