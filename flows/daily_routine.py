@@ -9,6 +9,7 @@ last stored one gives the same lake and Redis state as running it for each of th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,8 +18,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.first_train import task_runner
 from flows.ingest import expected_sessions, run_day
+from flows.writer_lock import lake_writer
 from quant_core.errors import ConfigError
-from quant_core.feature_store import dependent_ranges
+from quant_core.feature_store import feature_dataset, label_dataset
 from quant_core.features import get_feature_set
 from quant_core.ingest import GateOutcome
 from quant_core.labels import get_label
@@ -40,6 +42,7 @@ from tasks.online import (
     update_live_monitoring,
     update_signals,
 )
+from tasks.retry import writer_id
 from tasks.training import registry_of, train_rolling_models
 
 ARTIFACT_KEY = "daily-routine-report"
@@ -53,20 +56,38 @@ def strategy_names(settings: Settings, strategies: list[str] | None) -> list[str
     return names
 
 
-def _ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: bool, configs: list[StrategyConfig],
-                     times: dict[str, float]) -> tuple[date, GateOutcome | None, list[Any]]:
+def ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: bool, configs: list[StrategyConfig],
+                    times: dict[str, float], *, what: str = "--as-of",
+                    before_store: Callable[[list[date]], None] | None = None) -> tuple[date, GateOutcome | None]:
     """Bars after the last stored date through ``target``, validated and stored, with their features.
 
-    Returns the business date served (the last bar date on or before ``target``), the gate outcome
-    and the feature/label updates.
+    ``before_store`` sees the dates of the new bars (``[]`` when there are none) before anything is
+    validated or written, and may refuse them. Then features and labels are brought up to the
+    stored bars (a run killed between storing bars and computing features leaves them behind; the
+    next run completes them). Returns the business date served (the last bar date on or before
+    ``target``) and the gate outcome (``None``: no new bars).
     """
     cal = lake.calendar()
-    if target <= cal.last:
-        return cal.align_end(target), None, []
-    start = cal.last + timedelta(days=1)
-    sessions = expected_sessions(settings.exchange, start, target)
-    if sessions is not None and not sessions:
-        return cal.last, None, []
+    gate: GateOutcome | None = None
+    checked = False
+    if target > cal.last:
+        start = cal.last + timedelta(days=1)
+        sessions = expected_sessions(settings.exchange, start, target)
+        if sessions is None or sessions:
+            gate = _store_new_bars(settings, lake, start, target, explicit, times, what, before_store)
+            checked = True
+    if before_store is not None and not checked:
+        before_store([])
+    t0 = time.perf_counter()
+    _complete_features(settings, lake, configs)
+    times["features and labels"] = times.get("features and labels", 0.0) + time.perf_counter() - t0
+    return lake.calendar().align_end(target), gate
+
+
+def _store_new_bars(settings: Settings, lake: Lake, start: date, target: date, explicit: bool,
+                    times: dict[str, float], what: str,
+                    before_store: Callable[[list[date]], None] | None) -> GateOutcome | None:
+    cal = lake.calendar()
     t0 = time.perf_counter()
     bars = extract_bars(settings.source, start, target, settings)
     check_sessions(bars, start, target, settings)
@@ -74,16 +95,18 @@ def _ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: boo
     last_bar = bars["date"].max().date() if not bars.empty else None
     if explicit and (last_bar is None or last_bar < target):
         # nothing is stored: a routine for a date the source cannot deliver would serve stale bars
-        raise RoutineError(f"--as-of {target} is after the last session the source {settings.source} has: its last "
+        raise RoutineError(f"{what} {target} is after the last session the source {settings.source} has: its last "
                            f"bar is {last_bar or cal.last}; nothing was written")
+    if before_store is not None:
+        before_store(sorted(set(bars["date"].dt.date)) if not bars.empty else [])
     if bars.empty:
-        return cal.last, None, []
+        return None
     t0 = time.perf_counter()
     try:
         gate = validate_bars(bars, start, target, settings, settings.source)
     except Exception as exc:
         create_markdown_artifact(key=ARTIFACT_KEY, description="daily routine failed at the validation gate",
-                                 markdown=f"# Daily routine through {target}: validation FAILED\n\n"
+                                 markdown=f"# Run through {target}: validation FAILED\n\n"
                                           f"Nothing downstream was written; the last good signals stay published."
                                           f"\n\n{exc}")
         raise
@@ -91,19 +114,32 @@ def _ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: boo
     t0 = time.perf_counter()
     store_bars(bars, start, target, settings)
     times["store bars"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    updates: list[Any] = []
+    return gate
+
+
+def _complete_features(settings: Settings, lake: Lake, configs: list[StrategyConfig]) -> None:
+    """Compute the feature sets and labels the strategies use for the stored bars that lack them.
+
+    Features of day ``d`` read bars ``[d - hist_ref, d]`` and labels of ``t`` bars up to ``t +
+    lookahead``: new bars change features from their first date and reveal the labels of the
+    ``lookahead`` dates before it (Alpha158 and LABEL0 always: the report and monitoring use them).
+    """
     cal = lake.calendar()
-    # the feature sets and labels of the strategies this run serves (Alpha158 and LABEL0 always)
-    feature_sets = sorted({c.feature_set for c in configs} | {"alpha158"})
-    labels = sorted({c.label for c in configs} | {"LABEL0"})
-    hist_ref = max(get_feature_set(name).hist_ref for name in feature_sets)
-    lookahead = max(get_label(label).lookahead for label in labels)
-    (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(cal, start, target, hist_ref, lookahead)
-    updates += [compute_features(name, f_lo, f_hi, settings) for name in feature_sets]
-    updates += [compute_labels(label, l_lo, l_hi, settings) for label in labels]
-    times["features and labels"] = time.perf_counter() - t0
-    return cal.align_end(target), gate, updates
+    for name in sorted({c.feature_set for c in configs} | {"alpha158"}):
+        fs = get_feature_set(name)
+        ds = feature_dataset(lake, fs)
+        done = ds.dates() if ds.exists() else []
+        if not done or done[-1] < cal.last:
+            lo = cal.first if not done else cal.align_start(done[-1] + timedelta(days=1))
+            compute_features(name, lo, cal.last, settings)
+    for name in sorted({c.label for c in configs} | {"LABEL0"}):
+        label = get_label(name)
+        ds = label_dataset(lake, label)
+        done = ds.dates() if ds.exists() else []
+        observable = cal.shift(cal.last, -label.lookahead, clip=True)
+        if not done or done[-1] < observable:
+            lo = cal.first if not done else cal.align_start(done[-1] + timedelta(days=1))
+            compute_labels(name, lo, cal.last, settings)
 
 
 def _report(as_of: date, gate: GateOutcome | None, trained: dict[str, list[TrainOutcome]],
@@ -187,10 +223,17 @@ def daily_routine(as_of: date | None = None, strategies: list[str] | None = None
             create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Daily routine: nothing to do\n\n{reason}\n",
                                      description=reason)
             return {"nothing_to_do": reason}
-    registry = registry_of(settings)
-    registry.check_reachable()
+    registry_of(settings).check_reachable()
+    with lake_writer(settings, f"daily_routine {target} ({writer_id()})"):
+        return _routine(settings, lake, names, configs, target, explicit, redis_shown, t_start)
+
+
+def _routine(settings: Settings, lake: Lake, names: list[str], configs: dict[str, StrategyConfig], target: date,
+             explicit: bool, redis_shown: str, t_start: float) -> dict[str, object]:
+    """The routine's stages, run while this run holds the lake's writer lease."""
+    logger = get_run_logger()
     times: dict[str, float] = {}
-    business, gate, _updates = _ingest_new_bars(settings, lake, target, explicit, list(configs.values()), times)
+    business, gate = ingest_new_bars(settings, lake, target, explicit, list(configs.values()), times)
     calendar = lake.calendar()
 
     trained: dict[str, list[TrainOutcome]] = {}

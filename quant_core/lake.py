@@ -771,11 +771,14 @@ class Lake:
     def from_settings(cls, settings: Settings) -> Lake:
         return cls(settings.lake_uri, settings.s3, keep_generations=settings.lake_keep_generations)
 
-    def manifest_store(self, path: str, uri: str) -> ManifestStore:
-        """The compare-and-swap store of a dataset's manifest (lock locally, conditional PUT on S3)."""
+    def manifest_store(self, path: str, uri: str, name: str = MANIFEST) -> ManifestStore:
+        """The compare-and-swap store of a small object ``path/name`` (lock locally, conditional PUT on S3).
+
+        A dataset's manifest by default; the lake's writer lease (:mod:`quant_core.lease`) too.
+        """
         if self.is_local:
-            return LocalManifestStore(path, MANIFEST, uri)
-        return S3ManifestStore(self._boto3, f"{path}", MANIFEST, uri)
+            return LocalManifestStore(path, name, uri)
+        return S3ManifestStore(self._boto3, f"{path}", name, uri)
 
     def _boto3(self) -> Any:
         # one client per lake, built on first use (boto3 clients are thread-safe)

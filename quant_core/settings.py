@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="qonline", pattern=r"^[A-Za-z0-9_.\-]+$", description="Redis key prefix")
     redis_retention_days: int = Field(default=30, ge=1, description="days an older signal snapshot stays readable")
     redis_stream_maxlen: int = Field(default=10_000, ge=10, description="approximate length cap of the events stream")
+    lake_lock_wait_seconds: float = Field(
+        default=600.0, ge=0,
+        description="how long a run that writes the lake waits for another one (backfill, daily run) to finish",
+    )
+    prefect_concurrency_limit: str | None = Field(
+        default=None,
+        description="a Prefect global concurrency limit (limit 1) that every run writing the lake holds, beside the "
+                    "lake's own writer lease (deployments: qonline-lake-writer)",
+    )
     combined_signals: dict[str, list[str]] = Field(
         default_factory=dict, description="{name: [strategies]}: AverageEnsemble signals across strategies"
     )
