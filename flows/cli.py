@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,13 +63,15 @@ def _fail(message: str, code: int = 1) -> None:
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a flow; turn a failure into a one-paragraph error and a non-zero exit."""
+    from prefect.exceptions import ParameterTypeError
+
     from quant_core.errors import QonlineError
 
     try:
         return fn(*args, **kwargs)
     except typer.Exit:
         raise
-    except QonlineError as exc:
+    except (QonlineError, ParameterTypeError) as exc:  # bad input: the flow refused its parameters
         _fail(str(exc))
     except Exception as exc:
         domain = type(exc).__module__.startswith("quant_core")
@@ -163,6 +167,59 @@ def run_routine(
     summary = _run(daily_routine.with_options(task_runner=runner), as_of=as_of.date() if as_of else None,
                    strategies=list(strategy) if strategy else None, lake_uri=lake, config=cfg)
     _print_summary(summary, json_output)
+
+
+@app.command("backfill")
+def backfill_cmd(
+    start: Annotated[datetime, typer.Option("--start", formats=["%Y-%m-%d"], help="first date, inclusive")],
+    end: Annotated[datetime, typer.Option("--end", formats=["%Y-%m-%d"], help="last date, inclusive")],
+    strategy: Annotated[list[str] | None, typer.Option("--strategy", help="strategy to serve (repeatable)")] = None,
+    chunk: Annotated[int, typer.Option(help="sessions served per batch (1..260)")] = 20,
+    dask_address: DaskAddressOpt = None,
+    dask: DaskOpt = False,
+    workers: WorkersOpt = None,
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replay the daily routine over every session of [START, END]; resumes where a killed run stopped."""
+    cfg = _use_config(config)
+    from flows.backfill import PROGRESS_LISTENERS
+    from flows.backfill import backfill as backfill_flow
+    from quant_core.online.backfill import check_range
+
+    _run(check_range, start.date(), end.date(), chunk)  # the clear message, before Prefect's parameter check
+
+    runner = _task_runner(cfg, lake, dask, dask_address, workers)
+    with _progress_bar(f"backfill {start.date()}..{end.date()}") as listener:
+        if listener is not None:
+            PROGRESS_LISTENERS.append(listener)
+        try:
+            summary = _run(backfill_flow.with_options(task_runner=runner), start=start.date(), end=end.date(),
+                           strategies=list(strategy) if strategy else None, chunk=chunk, lake_uri=lake, config=cfg)
+        finally:
+            if listener is not None:
+                PROGRESS_LISTENERS.remove(listener)
+    _print_summary(summary, json_output)
+
+
+@contextmanager
+def _progress_bar(title: str) -> Iterator[Any]:
+    """A rich progress bar on stderr when it is a terminal; ``None`` (quiet) otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[what]}"), console=Console(stderr=True), transient=False) as bar:
+        job = bar.add_task(title, total=None, what="")
+
+        def listener(done: int, total: int, what: str) -> None:
+            bar.update(job, completed=done, total=total, what=what)
+
+        yield listener
 
 
 models_app = typer.Typer(help="The model registry (MLflow).", no_args_is_help=True)

@@ -340,6 +340,12 @@ class ModelRegistry:
             raise RegistryError(f"{strategy} version {version} did not finish registering; it cannot serve")
         return infos[0]
 
+    def task_of_version(self, strategy: str, version: int) -> RollingTask:
+        """The rolling task a version was trained for."""
+        self.version_info(strategy, version)  # a missing or unfinished version is named here
+        mv = self._call("get version", self.client.get_model_version, strategy, str(version))
+        return self.task_of(strategy, mv)
+
     def tag_version(self, strategy: str, version: int, key: str, value: str) -> None:
         self._call("tag version", self.client.set_model_version_tag, strategy, str(version), key, value)
 
