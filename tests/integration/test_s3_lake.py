@@ -172,3 +172,18 @@ def test_s3_conflict_history_and_external_readers(s3_server) -> None:
     after = {k for k in Lake(uri, _options(s3_server)).snapshot() if "month=2020-02" in k}
     assert before == after == set()
     assert ds.dates() == [date(2020, 1, 2), date(2020, 1, 3)]
+
+
+def test_writer_lease_on_s3_refuses_a_second_run_and_is_freed(s3_server) -> None:
+    from quant_core.lease import LakeLease, LeaseBusy
+
+    lake = Lake(f"s3://{s3_server.bucket}/leased", _options(s3_server))
+    with LakeLease(lake, "backfill on s3", ttl=0.6) as lease:
+        time.sleep(1.0)  # renewed by conditional PUTs past its ttl
+        held = lease.holder()
+        assert held is not None and held.what == "backfill on s3" and not lease.lost
+        with pytest.raises(LeaseBusy, match="being written by backfill on s3"):
+            LakeLease(Lake(f"s3://{s3_server.bucket}/leased", _options(s3_server)), "daily").acquire()
+    assert LakeLease(lake, "probe").holder() is None
+    with LakeLease(lake, "daily") as again:
+        assert again.holder() is not None
