@@ -14,21 +14,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
-from pydantic import Field
 
 from flows.daily_routine import ingest_new_bars, strategy_names
 from flows.first_train import task_runner
 from flows.ingest import expected_sessions
+from flows.params import ChunkSize, Day, StrategyName, flow_settings
 from flows.writer_lock import lake_writer
 from quant_core.errors import ConfigError
 from quant_core.lake import Lake
 from quant_core.online.backfill import (
-    MAX_CHUNK,
     BackfillError,
     PlannedTask,
     check_chunk,
@@ -42,7 +41,7 @@ from quant_core.online.backfill import (
 from quant_core.online.monitoring import monitoring_dataset
 from quant_core.online.redis_sink import connect, mask_url
 from quant_core.reporting import markdown_table
-from quant_core.settings import Settings, load_settings
+from quant_core.settings import Settings
 from quant_core.strategy import StrategyConfig, get_strategy
 from quant_core.training import TrainOutcome, check_model_params
 from tasks.online import (
@@ -86,17 +85,17 @@ def _nothing(reason: str) -> dict[str, object]:
 
 @flow(name="backfill", flow_run_name="backfill {start}..{end}", task_runner=task_runner("threads"))
 def backfill(
-    start: date,
-    end: date,
-    strategies: list[str] | None = None,
-    chunk: Annotated[int, Field(ge=1, le=MAX_CHUNK)] = 20,
+    start: Day,
+    end: Day,
+    strategies: list[StrategyName] | None = None,
+    chunk: ChunkSize = 20,
     lake_uri: str | None = None,
     config: str | None = None,
 ) -> dict[str, object]:
     """Replay the daily routine over every session of [start, end]: the same models, signals and snapshots."""
     t_start = time.perf_counter()
     check_range(start, end, chunk)
-    settings = load_settings(config, lake_uri=lake_uri)
+    settings = flow_settings(config, lake_uri=lake_uri)
     names = strategy_names(settings, strategies)
     configs = {n: get_strategy(n, settings.strategies) for n in names}
     for name, members in settings.combined_signals.items():

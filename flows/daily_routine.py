@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.first_train import task_runner
 from flows.ingest import expected_sessions, run_day
+from flows.params import Day, StrategyName, flow_settings
 from flows.writer_lock import lake_writer
 from quant_core.errors import ConfigError
 from quant_core.feature_store import feature_dataset, label_dataset
@@ -29,7 +30,7 @@ from quant_core.online.monitoring import recent_rank_ic
 from quant_core.online.redis_sink import connect, mask_url
 from quant_core.online.routine import PromotionOutcome, RoutineError, ServeOutcome
 from quant_core.reporting import markdown_table
-from quant_core.settings import Settings, load_settings
+from quant_core.settings import Settings
 from quant_core.strategy import DEFAULT_STRATEGY, StrategyConfig, get_strategy
 from quant_core.training import TrainOutcome, check_model_params
 from tasks.bars import check_sessions, extract_bars, store_bars, validate_bars
@@ -184,12 +185,12 @@ def _report(as_of: date, gate: GateOutcome | None, trained: dict[str, list[Train
 
 
 @flow(name="daily_routine", flow_run_name="daily_routine {as_of}", task_runner=task_runner("threads"))
-def daily_routine(as_of: date | None = None, strategies: list[str] | None = None, lake_uri: str | None = None,
+def daily_routine(as_of: Day | None = None, strategies: list[StrategyName] | None = None, lake_uri: str | None = None,
                   config: str | None = None) -> dict[str, object]:
     """Extract, validate, store, roll, train, promote, predict, ensemble, publish and monitor through as_of."""
     t_start = time.perf_counter()
     logger = get_run_logger()
-    settings = load_settings(config, lake_uri=lake_uri)
+    settings = flow_settings(config, lake_uri=lake_uri)
     names = strategy_names(settings, strategies)
     configs: dict[str, StrategyConfig] = {n: get_strategy(n, settings.strategies) for n in names}
     redis_shown = "not configured"

@@ -17,11 +17,11 @@ from prefect.artifacts import create_markdown_artifact
 from flows.daily_routine import daily_routine
 from flows.first_train import first_train
 from flows.ingest import ingest
+from flows.params import flow_settings
 from quant_core.calendar import TradingCalendar
 from quant_core.errors import ConfigError
 from quant_core.lake import Lake, describe
 from quant_core.reporting import markdown_table
-from quant_core.settings import load_settings
 from quant_core.strategy import get_strategy
 
 ARTIFACT_KEY = "demo-report"
@@ -67,7 +67,7 @@ def demo_week(days: list[date], strategy: str, configured: dict[str, object], n:
 def demo(source: str, lake_uri: str, daily_days: int = 5, config: str | None = None) -> dict[str, object]:
     """Ingest the history, first-train, run a week of daily routines (one retrains), read signals from Redis."""
     logger = get_run_logger()
-    settings = load_settings(config, lake_uri=lake_uri)
+    settings = flow_settings(config, lake_uri=lake_uri)
     days = source_calendar(source)
     first_as_of, week = demo_week(days, DEMO_STRATEGY, settings.strategies, daily_days)
     history = ingest(source=source, start=days[0], end=first_as_of, lake_uri=lake_uri, config=config)

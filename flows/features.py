@@ -7,9 +7,9 @@ from datetime import date
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.params import flow_settings
 from quant_core.feature_store import StoreUpdate
 from quant_core.reporting import markdown_table
-from quant_core.settings import load_settings
 from tasks.features import compute_features, compute_labels
 
 ARTIFACT_KEY = "features-report"
@@ -37,7 +37,7 @@ def features(
     lake_uri: str | None = None, config: str | None = None,
 ) -> dict[str, object]:
     """Recompute features (from the hist_ref buffer) and observable labels for [start, end]."""
-    settings = load_settings(config, lake_uri=lake_uri)
+    settings = flow_settings(config, lake_uri=lake_uri)
     updates = [compute_features(feature_set, start, end, settings)]
     updates += [compute_labels(label, start, end, settings) for label in labels]
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Features {start} .. {end}\n\n" + updates_table(updates),

@@ -9,12 +9,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.params import Day, StrategyName, flow_settings
+from flows.writer_lock import lake_writer
 from quant_core.lake import Lake
 from quant_core.reporting import markdown_table
-from quant_core.settings import load_settings
 from quant_core.strategy import DEFAULT_STRATEGY, get_strategy
 from quant_core.training import TrainOutcome, check_model_params
 from tasks.online import promote_online_model
+from tasks.retry import writer_id
 from tasks.training import registry_of, train_rolling_models
 
 ARTIFACT_KEY = "first-train-report"
@@ -54,13 +56,13 @@ def _report(strategy: str, as_of: date, outcomes: list[TrainOutcome], seconds: f
 
 @flow(name="first_train", flow_run_name="first_train {strategy} as of {as_of}",
       task_runner=task_runner("threads"))
-def first_train(as_of: date, strategy: str = DEFAULT_STRATEGY, lake_uri: str | None = None,
+def first_train(as_of: Day, strategy: StrategyName = DEFAULT_STRATEGY, lake_uri: str | None = None,
                 config: str | None = None) -> dict[str, object]:
     """Train every rolling task of a strategy up to as_of (reusing versions already trained on the same data)."""
     import time
 
     t0 = time.perf_counter()
-    settings = load_settings(config, lake_uri=lake_uri)
+    settings = flow_settings(config, lake_uri=lake_uri)
     lake = Lake.from_settings(settings)
     calendar = lake.calendar()
     strat = get_strategy(strategy, settings.strategies)
@@ -69,9 +71,10 @@ def first_train(as_of: date, strategy: str = DEFAULT_STRATEGY, lake_uri: str | N
         check_model_params(t)  # fail before anything is trained or registered
     registry_of(settings).check_reachable()
     get_run_logger().info("%s: %d rolling tasks up to %s", strategy, len(tasks), as_of)
-    outcomes = train_rolling_models(tasks, calendar.align_end(as_of), settings)
-    # the newest model goes online (logged in promotions/): the daily routine serves from its test start
-    promoted = promote_online_model(strategy, calendar, calendar.align_end(as_of), settings)
+    with lake_writer(settings, f"first_train {strategy} as of {as_of} ({writer_id()})"):
+        outcomes = train_rolling_models(tasks, calendar.align_end(as_of), settings)
+        # the newest model goes online (logged in promotions/): the daily routine serves from its test start
+        promoted = promote_online_model(strategy, calendar, calendar.align_end(as_of), settings)
     seconds = time.perf_counter() - t0
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=_report(strategy, as_of, outcomes, seconds)
                              + f"\n\nOnline: version {promoted.serving}"

@@ -8,6 +8,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.features import update_summary, updates_table
+from flows.params import Day, flow_settings
+from flows.writer_lock import lake_writer
 from quant_core.exchange import RunDay, business_day, get_exchange
 from quant_core.feature_store import StoreUpdate, dependent_ranges
 from quant_core.features import get_feature_set
@@ -15,9 +17,9 @@ from quant_core.ingest import GateOutcome
 from quant_core.labels import get_label
 from quant_core.lake import Lake, WriteResult, describe
 from quant_core.reporting import markdown_table
-from quant_core.settings import load_settings
 from tasks.bars import check_sessions, extract_bars, store_bars, validate_bars
 from tasks.features import compute_features, compute_labels
+from tasks.retry import writer_id
 
 ARTIFACT_KEY = "ingest-report"
 
@@ -75,15 +77,15 @@ def expected_sessions(exchange: str, start: date, end: date) -> list[date] | Non
 @flow(name="ingest", flow_run_name="ingest {start}..{end}", log_prints=False)
 def ingest(
     source: str | None = None,
-    start: date | None = None,
-    end: date | None = None,
+    start: Day | None = None,
+    end: Day | None = None,
     lake_uri: str | None = None,
     feature_set: str | None = "alpha158",
     labels: tuple[str, ...] = ("LABEL0",),
     config: str | None = None,
 ) -> dict[str, object]:
     """Extract, validate and store bars of [start, end]; then update the features and labels they touch."""
-    settings = load_settings(config, lake_uri=lake_uri, source=source)
+    settings = flow_settings(config, lake_uri=lake_uri, source=source)
     if start is None or end is None:
         # the flow boundary is the one place where "no dates" becomes the run's business date
         day = run_day(settings.exchange)
@@ -96,35 +98,36 @@ def ingest(
     if sessions is not None and not sessions:
         return nothing_to_do(f"nothing to do: {start}..{end} holds no session of {settings.exchange.upper()}",
                              start, end)
-    bars = extract_bars(spec, start, end, settings)
-    feed = check_sessions(bars, start, end, settings)
-    try:
-        gate = validate_bars(bars, start, end, settings, spec)
-    except Exception as exc:
-        create_markdown_artifact(
-            key=ARTIFACT_KEY,
-            markdown=f"# Ingest {start} .. {end}: validation FAILED\n\nsource `{spec}`\n\n{exc}",
-            description="ingest failed at the validation gate; nothing was stored",
-        )
-        raise
-    written = store_bars(bars, start, end, settings)
-    store = Lake.from_settings(settings)
-    updates: list[StoreUpdate] = []
-    if feature_set and gate.rows:
-        # bars of [start, end] influence features up to hist_ref days later and labels up to
-        # lookahead days earlier: recompute exactly those (the new days, for a daily increment)
-        fs = get_feature_set(feature_set)
-        lookahead = max((get_label(label).lookahead for label in labels), default=0)
-        (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(store.calendar(), start, end, fs.hist_ref, lookahead)
-        updates.append(compute_features(feature_set, f_lo, f_hi, settings))
-        updates += [compute_labels(label, l_lo, l_hi, settings) for label in labels]
-    summary = describe(store.bars.manifest())
-    report = _report(spec, start, end, gate, written, summary, updates)
-    if feed is not None and feed.extra:
-        report += (f"\n\n## Bars on days that are not sessions of {feed.exchange}\n\n"
-                   + ", ".join(d.isoformat() for d in feed.extra))
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=report, description=f"ingest {start}..{end}")
-    logger.info("ingest %s..%s done: %d rows stored", start, end, written.rows)
+    with lake_writer(settings, f"ingest {start}..{end} ({writer_id()})"):
+        bars = extract_bars(spec, start, end, settings)
+        feed = check_sessions(bars, start, end, settings)
+        try:
+            gate = validate_bars(bars, start, end, settings, spec)
+        except Exception as exc:
+            create_markdown_artifact(
+                key=ARTIFACT_KEY,
+                markdown=f"# Ingest {start} .. {end}: validation FAILED\n\nsource `{spec}`\n\n{exc}",
+                description="ingest failed at the validation gate; nothing was stored",
+            )
+            raise
+        written = store_bars(bars, start, end, settings)
+        store = Lake.from_settings(settings)
+        updates: list[StoreUpdate] = []
+        if feature_set and gate.rows:
+            # bars of [start, end] influence features up to hist_ref days later and labels up to
+            # lookahead days earlier: recompute exactly those (the new days, for a daily increment)
+            fs = get_feature_set(feature_set)
+            lookahead = max((get_label(label).lookahead for label in labels), default=0)
+            (f_lo, f_hi), (l_lo, l_hi) = dependent_ranges(store.calendar(), start, end, fs.hist_ref, lookahead)
+            updates.append(compute_features(feature_set, f_lo, f_hi, settings))
+            updates += [compute_labels(label, l_lo, l_hi, settings) for label in labels]
+        summary = describe(store.bars.manifest())
+        report = _report(spec, start, end, gate, written, summary, updates)
+        if feed is not None and feed.extra:
+            report += (f"\n\n## Bars on days that are not sessions of {feed.exchange}\n\n"
+                       + ", ".join(d.isoformat() for d in feed.extra))
+        create_markdown_artifact(key=ARTIFACT_KEY, markdown=report, description=f"ingest {start}..{end}")
+        logger.info("ingest %s..%s done: %d rows stored", start, end, written.rows)
     return {
         "source": spec,
         "start": start.isoformat(),

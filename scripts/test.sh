@@ -7,6 +7,22 @@ echo "== ruff" >&2
 .venv/bin/ruff check .
 echo "== mypy (strict on quant_core)" >&2
 .venv/bin/mypy quant_core tasks flows
+# the Prefect deployment test also runs on PostgreSQL when one answers (these machines have one on 5432)
+if [ -z "${QONLINE_TEST_PREFECT_DB:-}" ]; then
+  pg="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+  if .venv/bin/python - "$pg" >/dev/null 2>&1 <<'PY'
+import asyncio, sys
+import asyncpg
+async def main() -> None:
+    conn = await asyncio.wait_for(asyncpg.connect(sys.argv[1].replace("+asyncpg", "")), 5)
+    await conn.close()
+asyncio.run(main())
+PY
+  then
+    export QONLINE_TEST_PREFECT_DB="$pg"
+    echo "== PostgreSQL answers on 127.0.0.1:5432: the deployment test runs on SQLite and on PostgreSQL" >&2
+  fi
+fi
 echo "== pytest" >&2
 set +e
 .venv/bin/python -m pytest "$@"

@@ -11,10 +11,21 @@ import yaml
 
 from tests.conftest import REPO_ROOT
 
+#: a value for each required flow parameter a deployment leaves to the person starting the run
+EXAMPLES = {"start": "2024-01-02", "end": "2024-03-29", "as_of": "2024-03-29"}
+
+
+def _schema(flow: object) -> dict[str, object]:
+    from prefect.utilities.callables import parameter_schema
+
+    return parameter_schema(flow.fn).model_dump_for_openapi()  # type: ignore[attr-defined]
+
 
 def test_deployment_entrypoints_import_and_parameters_validate() -> None:
+    from prefect.utilities.schema_tools.validation import is_valid_schema, validate
+
     doc = yaml.safe_load((REPO_ROOT / "deployments/prefect.yaml").read_text())
-    assert doc["deployments"], "no deployments"
+    assert {d["name"] for d in doc["deployments"]} == {"daily-routine", "backfill", "first-train", "ingest"}
     for dep in doc["deployments"]:
         path, func = dep["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
@@ -23,8 +34,24 @@ def test_deployment_entrypoints_import_and_parameters_validate() -> None:
         params = dep.get("parameters", {})
         sig = inspect.signature(flow.fn)
         assert set(params) <= set(sig.parameters), f"{dep['name']}: unknown parameters"
-        # Prefect validates parameters against the flow signature before a run is created
-        flow.validate_parameters(params)
+        schema = _schema(flow)
+        is_valid_schema(schema)  # what the server stores and renders as the UI form
+        run = {**{k: EXAMPLES[k] for k in schema.get("required", []) if k not in params}, **params}  # type: ignore[attr-defined]
+        # the server checks a run's parameters against the schema, then the flow against its signature
+        assert validate(run, schema) == [], (dep["name"], run)
+        flow.validate_parameters(run)
+
+
+def test_parameter_schema_refuses_what_the_ui_must_refuse() -> None:
+    from prefect.utilities.schema_tools.validation import validate
+
+    from flows.backfill import backfill
+
+    schema = _schema(backfill)
+    ok = {"start": "2024-01-02", "end": "2024-03-29", "strategies": ["lgb_light"], "chunk": 20}
+    assert validate(ok, schema) == []
+    for bad in ({**ok, "chunk": 0}, {**ok, "chunk": 261}, {**ok, "strategies": ["nope"]}, {**ok, "start": "soon"}):
+        assert validate(bad, schema), bad
 
 
 def test_compose_file_parses_and_references_existing_files() -> None:
