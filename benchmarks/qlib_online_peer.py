@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXP = "qonline_bench_online"
 
 
-def _shared_tool() -> Any:
+def shared_tool() -> Any:
     shared = Path(os.environ.get("QONLINE_SHARED_DIR", ROOT.parent / "shared"))
     spec = importlib.util.spec_from_file_location("qlib_golden_tool", shared / "tools" / "qlib_alpha158_golden.py")
     assert spec and spec.loader
@@ -102,7 +102,37 @@ def _append_day(qdir: Path, day_bars: Any, day: Any, fields: list[str]) -> int:
     return len(adj)
 
 
-def _init_qlib(qdir: Path, work: Path, kernels: int) -> None:
+def write_data_dir(tool: Any, bars: Any, qdir: Path, cfg: dict[str, Any], through: Any) -> int:
+    """The bars up to ``through`` as a Qlib data dir, with the config's whole calendar as ``day_future.txt``.
+
+    Returns the number of sessions written; asserts that they are the calendar's sessions up to ``through``.
+    """
+    import pandas as pd
+
+    calendar = [pd.Timestamp(d) for d in cfg["calendar"]]
+    tool.write_qlib_dir(bars[bars["date"] <= through], qdir)
+    # Qlib's TimeAdjuster.truncate asserts that no segment starts on the first day of the calendar it
+    # rolls on (the future calendar): one sentinel day before everything keeps the train start as is
+    sentinel = min(calendar[0], pd.Timestamp(cfg["segments"]["train"][0])) - pd.Timedelta(days=1)
+    (qdir / "calendars" / "day_future.txt").write_text(
+        "\n".join(f"{d:%Y-%m-%d}" for d in [sentinel, *calendar]) + "\n")
+    written = pd.DatetimeIndex(pd.read_csv(qdir / "calendars" / "day.txt", header=None)[0])
+    expected = [d for d in calendar if d <= through]
+    assert list(written) == expected, "the bars do not cover every session of the calendar"
+    return len(written)
+
+
+def rolling_strategy(cfg: dict[str, Any]) -> Any:
+    """Qlib's ``RollingStrategy`` over the config's task template (``RollingGen`` step/rtype/trunc_days)."""
+    from qlib.workflow.online.strategy import RollingStrategy
+    from qlib.workflow.task.gen import RollingGen
+
+    rtype = RollingGen.ROLL_EX if cfg["rtype"] == "expanding" else RollingGen.ROLL_SD
+    return RollingStrategy(EXP, _task_template(cfg), RollingGen(step=cfg["step"], rtype=rtype,
+                                                                trunc_days=cfg["trunc_days"]))
+
+
+def init_qlib(qdir: Path, work: Path, kernels: int) -> None:
     # Qlib's default recorder backend is MLflow's file store, which MLflow 3.x refuses without this
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -126,8 +156,17 @@ def _task_template(cfg: dict[str, Any]) -> dict[str, Any]:
     model = dict(cfg["model"])
     kwargs = {"loss": model.pop("objective", "mse"), "num_boost_round": model.pop("num_boost_round"),
               "early_stopping_rounds": model.pop("early_stopping_rounds"), **model, **cfg["lgb_extra"]}
+    instruments: Any = "all"
+    if cfg.get("traded_only"):
+        # the universe of a day is the symbols with a bar that day (as qonline's feature rows): Qlib's
+        # data dir has NaN rows for suspended days inside a symbol's span, which its Alpha158 would
+        # otherwise train on and predict (their rolling features are partly defined, their label too)
+        from qlib.data import D
+        from qlib.data.filter import ExpressionDFilter
+
+        instruments = D.instruments("all", filter_pipe=[ExpressionDFilter(rule_expression="$close>0")])
     handler = {"class": "Alpha158", "module_path": "qlib.contrib.data.handler",
-               "kwargs": {"instruments": "all", "start_time": seg["train"][0], "end_time": cfg["first_as_of"],
+               "kwargs": {"instruments": instruments, "start_time": seg["train"][0], "end_time": cfg["first_as_of"],
                           "fit_start_time": seg["train"][0], "fit_end_time": seg["train"][1],
                           "infer_processors": [], "learn_processors": [{"class": "DropnaLabel"}],
                           "label": (["Ref($close, -2)/Ref($close, -1) - 1"], ["LABEL0"])}}
@@ -141,7 +180,7 @@ def _task_template(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Stages:
+class Stages:
     """Wall time of the routine's stages, by wrapping the bound methods it calls (no Qlib code changed)."""
 
     def __init__(self) -> None:
@@ -180,7 +219,7 @@ class _Stages:
         return out
 
 
-def _time_fits() -> list[tuple[float, int, int]]:
+def time_fits() -> list[tuple[float, int, int]]:
     """Record (seconds, best iteration, training rows) of every ``LGBModel.fit`` (data prep + lgb.train)."""
     from qlib.contrib.model.gbdt import LGBModel
 
@@ -203,29 +242,29 @@ def _time_fits() -> list[tuple[float, int, int]]:
     return fits
 
 
-def _segments(recorder: Any) -> dict[str, list[str | None]]:
+def task_segments(recorder: Any) -> dict[str, list[str | None]]:
     """A trained task's segments as ISO dates (None = open end)."""
     segments = recorder.load_object("task")["dataset"]["kwargs"]["segments"]
     return {k: [None if d is None else f"{d:%Y-%m-%d}" for d in v] for k, v in segments.items()}
 
 
-def _recorders() -> list[Any]:
+def recorders() -> list[Any]:
     from qlib.workflow import R
 
     return list(R.list_recorders(experiment_name=EXP).values())
 
 
-def _routine(manager: Any, day: Any, stages: _Stages | None) -> dict[str, Any]:
+def _routine(manager: Any, day: Any, stages: Stages | None) -> dict[str, Any]:
     import pandas as pd
 
-    before = len(_recorders())
+    before = len(recorders())
     t0 = time.perf_counter()
     manager.routine(cur_time=pd.Timestamp(day))
     seconds = time.perf_counter() - t0
     signals = manager.get_signals()
     on_day = signals.loc[pd.Timestamp(day)] if pd.Timestamp(day) in signals.index.get_level_values(0) else []
     online = manager.strategies[0].tool.online_models()
-    return {"day": str(pd.Timestamp(day).date()), "routine_s": seconds, "trained": len(_recorders()) - before,
+    return {"day": str(pd.Timestamp(day).date()), "routine_s": seconds, "trained": len(recorders()) - before,
             "online_models": len(online), "signals_on_day": int(len(on_day)),
             "stages": stages.take() if stages else {}}
 
@@ -238,7 +277,7 @@ def _fresh(a: argparse.Namespace) -> None:
 
     t_import = time.perf_counter() - t0
     work = Path(a.work)
-    _init_qlib(work / "qlib_data", work, a.kernels)
+    init_qlib(work / "qlib_data", work, a.kernels)
     with Path(a.fresh_manager).open("rb") as fh:
         manager: OnlineManager = pickle.load(fh)
     out = _routine(manager, a.fresh_day, None)
@@ -264,48 +303,34 @@ def main() -> None:
     cfg = json.loads(Path(a.config).read_text())
     work = Path(a.work)
     qdir = work / "qlib_data"
-    tool = _shared_tool()
+    tool = shared_tool()
     bars = pd.read_parquet(cfg["bars"])
     bars["date"] = pd.to_datetime(bars["date"])
     first_as_of = pd.Timestamp(cfg["first_as_of"])
     days = [pd.Timestamp(d) for d in cfg["days"]]
-    calendar = [pd.Timestamp(d) for d in cfg["calendar"]]
     out: dict[str, Any] = {"kernels": a.kernels, "first_as_of": str(first_as_of.date()),
                            "days": [str(d.date()) for d in days]}
 
     t0 = time.perf_counter()
-    tool.write_qlib_dir(bars[bars["date"] <= first_as_of], qdir)
-    # Qlib's TimeAdjuster.truncate asserts that no segment starts on the first day of the calendar it
-    # rolls on (the future calendar): one sentinel day before everything keeps the train start as is
-    sentinel = min(calendar[0], pd.Timestamp(cfg["segments"]["train"][0])) - pd.Timedelta(days=1)
-    (qdir / "calendars" / "day_future.txt").write_text(
-        "\n".join(f"{d:%Y-%m-%d}" for d in [sentinel, *calendar]) + "\n")
+    out["history_days"] = write_data_dir(tool, bars, qdir, cfg, first_as_of)
     out["write_qlib_dir_s"] = time.perf_counter() - t0
-    written = pd.DatetimeIndex(pd.read_csv(qdir / "calendars" / "day.txt", header=None)[0])
-    expected = [d for d in calendar if d <= first_as_of]
-    assert list(written) == expected, "the bars do not cover every session of the calendar"
-    out["history_days"] = len(written)
 
     from qlib.workflow.online.manager import OnlineManager
-    from qlib.workflow.online.strategy import RollingStrategy
     from qlib.workflow.online.update import PredUpdater
-    from qlib.workflow.task.gen import RollingGen
 
-    _init_qlib(qdir, work, a.kernels)
-    rtype = RollingGen.ROLL_EX if cfg["rtype"] == "expanding" else RollingGen.ROLL_SD
-    strategy = RollingStrategy(EXP, _task_template(cfg),
-                               RollingGen(step=cfg["step"], rtype=rtype, trunc_days=cfg["trunc_days"]))
+    init_qlib(qdir, work, a.kernels)
+    strategy = rolling_strategy(cfg)
     manager = OnlineManager(strategy, begin_time=first_as_of)
-    fits = _time_fits()
+    fits = time_fits()
     t0 = time.perf_counter()
     manager.first_train()
     out["first_train_s"] = time.perf_counter() - t0
     out["first_train_fit_s"] = sum(f[0] for f in fits)
     out["first_train_rows"] = [f[2] for f in fits]
-    out["first_train_models"] = len(_recorders())
-    out["first_train_segments"] = [_segments(r) for r in _recorders()]
+    out["first_train_models"] = len(recorders())
+    out["first_train_segments"] = [task_segments(r) for r in recorders()]
 
-    stages = _Stages()
+    stages = Stages()
     stages.install(manager)
     runs, updates = [], []
     for day in days[:-1]:
@@ -323,7 +348,7 @@ def main() -> None:
     out["retrain_train_rows"] = fits[-1][2]
     out["retrain_stages"] = retrain["stages"]
     out["retrain_models"] = retrain["trained"]
-    out["retrain_segments"] = [_segments(r) for r in strategy.tool.online_models()]
+    out["retrain_segments"] = [task_segments(r) for r in strategy.tool.online_models()]
     out["routine_runs"] = plain
     best = sorted(plain, key=lambda r: r["routine_s"])[len(plain) // 2]
     out["routine_s"] = best["routine_s"]
@@ -365,7 +390,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         assert new is not None and len(new.loc[twenty[-n]:twenty[-1]]) > 0
         out[f"predict_{n}_day{'s' if n > 1 else ''}_s"] = statistics.median(times)
-    out["models_total"] = len(_recorders())
+    out["models_total"] = len(recorders())
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["children_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print("RESULT " + json.dumps(out))

@@ -1,7 +1,7 @@
 """Benchmark harness: one command, prints a table, writes JSON.
 
     .venv/bin/python -m benchmarks.run [--only NAME ...] [--symbols 500] [--years 10] [--repeat 1]
-        [--out benchmarks/out]
+        [--out benchmarks/out] [--backfill-days 250] [--backfill-model routine|light] [--qlib-universe traded|span]
 
 Each case runs in its own subprocess so its peak RSS is its own. Run with nothing else on the machine.
 With ``--repeat N`` the selected cases run N rounds, interleaved (a, b, a, b, ...): a case's result
@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +193,7 @@ def features_daily_5y(a: argparse.Namespace, work: Path) -> dict[str, Any]:
 @case
 def qlib_alpha158(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Qlib 0.9.7's own Alpha158 handler on the same bars (in .venv-qlib)."""
-    peer = ROOT / ".venv-qlib" / "bin" / "python"
-    if not peer.exists():
-        raise SystemExit("run benchmarks/setup_qlib.sh first (pyqlib in .venv-qlib)")
-    proc = subprocess.run([str(peer), str(ROOT / "benchmarks" / "qlib_peer.py"), "--bars", str(work / "bars.parquet"),
+    proc = subprocess.run([str(_peer_python()), str(ROOT / "benchmarks" / "qlib_peer.py"), "--bars", str(work / "bars.parquet"),
                            "--work", str(work)], capture_output=True, text=True)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not line:
@@ -362,6 +359,40 @@ def lake_commit_s3(a: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 ROUTINE_MODEL = {"objective": "mse", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 200,
                  "colsample_bytree": 0.8, "num_boost_round": 120, "early_stopping_rounds": 20}
+
+
+def _peer_python() -> Path:
+    """The Python of the Qlib peer's virtualenv (benchmarks/setup_qlib.sh)."""
+    peer = ROOT / ".venv-qlib" / "bin" / "python"
+    if not peer.exists():
+        raise SystemExit("run benchmarks/setup_qlib.sh first (pyqlib in .venv-qlib)")
+    return peer
+
+
+def _lgb_extra(spec: str, root: Path) -> dict[str, Any]:
+    """What qonline's train_task adds to a strategy's LightGBM parameters (the Qlib peers add the same)."""
+    from quant_core.settings import load_settings
+    from quant_core.training import SEED
+
+    num_threads = load_settings(lake_uri=str(root), source=spec).num_threads
+    return {"num_threads": num_threads, "seed": SEED, "deterministic": True, "force_row_wise": True}
+
+
+def _run_peer(script: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Write ``cfg`` as root/config.json, run a Qlib peer script on it, return its ``RESULT`` JSON.
+
+    The peer runs in ``root``: Qlib's MLflow experiment manager puts a lock file at the tracking URI's
+    path made relative (``qlib/workflow/expm.py``), i.e. under the working directory.
+    """
+    root = root.resolve()
+    (root / "config.json").write_text(json.dumps(cfg))
+    proc = subprocess.run([str(_peer_python()), str(ROOT / "benchmarks" / script), "--config",
+                           str(root / "config.json"), "--work", str(root)], capture_output=True, text=True, cwd=root)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise SystemExit(f"{script} failed:\n" + proc.stdout[-2000:] + proc.stderr[-4000:])
+    result: dict[str, Any] = json.loads(line[-1][7:])
+    return result
 
 
 def _prefect_server(home: Path) -> tuple[Any, str, float]:
@@ -586,14 +617,10 @@ def qlib_online_routine(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """
     from quant_core.calendar import TradingCalendar
     from quant_core.labels import LABEL0
-    from quant_core.settings import load_settings
     from quant_core.sources import parse_source
     from quant_core.strategy import get_strategy
-    from quant_core.training import SEED
 
-    peer = ROOT / ".venv-qlib" / "bin" / "python"
-    if not peer.exists():
-        raise SystemExit("run benchmarks/setup_qlib.sh first (pyqlib in .venv-qlib)")
+    _peer_python()
     spec, start, _end = _spec(a)
     source = parse_source(spec)
     cal_all = source.calendar()  # type: ignore[attr-defined]
@@ -605,20 +632,12 @@ def qlib_online_routine(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     bars.to_parquet(root / "bars.parquet", index=False)
     segments = {"train": [str(start), str(cal_all[-300])], "valid": [str(cal_all[-299]), str(cal_all[-50])],
                 "test": [str(cal_all[-45]), None]}  # routine_daily's template segments
-    num_threads = load_settings(lake_uri=str(root), source=spec).num_threads
     cfg = {"bars": str(root / "bars.parquet"), "calendar": [str(d) for d in cal_all],
            "first_as_of": str(first_as_of), "days": [str(d) for d in days],
            "predict_days": [str(d) for d in cal_all[-45:-25]], "segments": segments,
            "step": 20, "rtype": "expanding", "trunc_days": LABEL0.lookahead + 1, "model": ROUTINE_MODEL,
-           # what qonline's train_task adds to the strategy's LightGBM parameters
-           "lgb_extra": {"num_threads": num_threads, "seed": SEED, "deterministic": True, "force_row_wise": True}}
-    (root / "config.json").write_text(json.dumps(cfg))
-    proc = subprocess.run([str(peer), str(ROOT / "benchmarks" / "qlib_online_peer.py"), "--config",
-                           str(root / "config.json"), "--work", str(root)], capture_output=True, text=True)
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode != 0 or not line:
-        raise SystemExit("qlib online peer failed:\n" + proc.stdout[-2000:] + proc.stderr[-4000:])
-    result: dict[str, Any] = json.loads(line[-1][7:])
+           "lgb_extra": _lgb_extra(spec, root)}
+    result = _run_peer("qlib_online_peer.py", cfg, root)
     # the same tasks on both sides: qonline's own rolling of routine_daily's strategy, compared with
     # the segments of Qlib's trained tasks (train, valid, test start; Qlib's test end comes from its
     # future calendar, qonline leaves the newest task's test segment open)
@@ -640,6 +659,321 @@ def qlib_online_routine(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     return result
 
 
+BACKFILL_MODELS = {
+    "routine": ROUTINE_MODEL,  # routine_daily's and qlib_online_routine's model
+    "light": {"objective": "mse", "learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 200,
+              "colsample_bytree": 0.8, "num_boost_round": 50, "early_stopping_rounds": 10},
+}
+
+
+def _year(a: argparse.Namespace) -> dict[str, Any]:
+    """The dates both backfill cases share: the last ``--backfill-days`` sessions of the synthetic
+    market are replayed after a first training as of the session before them.
+
+    The template's segments sit where routine_daily puts them relative to its first as-of ``f``:
+    train from the first bar to ``f-274``, valid ``f-273 .. f-24``, test from ``f-19`` (step 20, so
+    the first training trains one task and the next is due on the first replayed session).
+    """
+    from quant_core.sources import parse_source
+    from quant_core.sources.synthetic import trading_days
+
+    spec, start, _end = _spec(a)
+    source = parse_source(spec)
+    cal_all = list(source.calendar())  # type: ignore[attr-defined]
+    n = a.backfill_days
+    f = len(cal_all) - n - 1
+    if n < 1 or f - 274 < 120:
+        raise SystemExit(f"--backfill-days {n} needs more history than --years {a.years} gives "
+                         f"({len(cal_all)} sessions; at least {n + 395} wanted)")
+    segments = {"train": [str(start), str(cal_all[f - 274])], "valid": [str(cal_all[f - 273]), str(cal_all[f - 24])],
+                "test": [str(cal_all[f - 19]), None]}
+    # Qlib rolls on its future calendar (day_future.txt): the sessions after the market's last one that
+    # the last tasks' test segments reach (without them RollingGen.shift ends in a TypeError, #1660)
+    future = trading_days(cal_all[-1] + timedelta(days=1), cal_all[-1] + timedelta(days=120))[:40]
+    return {"spec": spec, "start": start, "source": source, "calendar": cal_all, "first_as_of": cal_all[f],
+            "days": cal_all[f + 1:], "segments": segments, "model": BACKFILL_MODELS[a.backfill_model],
+            "future": future}
+
+
+def _ic_summary(signals: Any, labels: Any, days: list[date]) -> dict[str, Any]:
+    """Daily IC / rank IC (quant_core's ``daily_ic``: Qlib's ``calc_ic``) of ``signals`` (date, symbol,
+    score) against ``labels`` (date, symbol, LABEL0) over ``days``; means, rank ICIR, the dates used."""
+    from quant_core.online.monitoring import daily_ic
+
+    sig = signals[signals["date"].isin(set(days))]
+    daily = daily_ic(sig.merge(labels, on=["date", "symbol"], how="left"), "LABEL0").dropna(subset=["ic", "rank_ic"])
+    ric = daily["rank_ic"]
+    return {"dates": int(len(daily)), "first": str(min(daily["date"])) if len(daily) else None,
+            "last": str(max(daily["date"])) if len(daily) else None,
+            "ic": float(daily["ic"].mean()), "rank_ic": float(ric.mean()),
+            "rank_icir": float(ric.mean() / ric.std(ddof=1)) if len(ric) > 1 else None}
+
+
+def _lake_labels(lake: Any, days: list[date]) -> Any:
+    from quant_core.feature_store import label_dataset
+    from quant_core.labels import LABEL0
+
+    labels = label_dataset(lake, LABEL0).read(days[0], days[-1]).to_pandas()
+    return labels[["date", "symbol", "LABEL0"]]
+
+
+def _measured(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, float, str]:
+    """Run ``cmd``; return (wall seconds, the process's peak RSS in MB, its stdout). stderr goes to ``log``.
+
+    The peak RSS is that of the process and its descendants it waited for (``wait4``), not this one's.
+    """
+    out_path = log.with_suffix(".out")
+    with out_path.open("wb") as out, log.open("wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stdout = out_path.read_text()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n" + stdout[-2000:]
+                         + log.read_text()[-4000:])
+    return wall, usage.ru_maxrss / 1024, stdout
+
+
+def _replay_main(config: str, days_file: str) -> None:
+    """Child mode of backfill_year: ``daily_routine`` in this process on every day of ``days_file``."""
+    from flows.daily_routine import daily_routine
+
+    days = [date.fromisoformat(d) for d in json.loads(Path(days_file).read_text())]
+    runs = []
+    t0 = time.perf_counter()
+    for d in days:
+        t1 = time.perf_counter()
+        res = daily_routine(as_of=d, config=config)
+        trained = res["trained"]
+        assert isinstance(trained, dict)
+        runs.append({"as_of": res["as_of"], "wall_s": time.perf_counter() - t1,
+                     "flow_s": res["seconds"]["total"],  # type: ignore[index]
+                     "trained": sum(len(v) for v in trained.values())})
+    out = {"calls_s": time.perf_counter() - t0, "runs": runs,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print("RESULT " + json.dumps(out))
+
+
+@case
+def backfill_year(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """``qonline backfill`` over the last ``--backfill-days`` sessions vs ``daily_routine`` replayed on each.
+
+    Builds its own lake (synthetic ``--symbols`` x ``--years``: bars through the first as-of, Alpha158,
+    LABEL0) and a first training (step 20, ``--backfill-model``, MLflow on sqlite), then copies lake and
+    registry twice. Against one ``prefect server`` and one private redis-server (a Redis prefix per copy):
+    (a) ``qonline backfill --start D1 --end DN --chunk 20 --json`` in its own process (wall time of the
+    process, imports included; its peak RSS from ``wait4``); (b) one process calling
+    ``daily_routine(as_of=d)`` for every session in order (wall time of the process; peak RSS). Both must
+    end with the same model versions, task ids and fingerprints, and the same signals.
+    """
+    import yaml
+
+    from flows.local_services import private_redis, stop_process_group
+    from quant_core.feature_store import update_features, update_labels
+    from quant_core.features import get_feature_set
+    from quant_core.labels import LABEL0
+    from quant_core.lake import Lake
+
+    y = _year(a)
+    spec, start, first_as_of, days = y["spec"], y["start"], y["first_as_of"], y["days"]
+    root = work / f"backfill-{a.symbols}x{a.years}-{len(days)}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    out: dict[str, Any] = {"rows": a.symbols, "sessions": len(days), "first_as_of": str(first_as_of),
+                           "first_day": str(days[0]), "last_day": str(days[-1]), "model": a.backfill_model,
+                           "model_params": y["model"], "step": 20, "segments": y["segments"]}
+    server, api, startup = _prefect_server(root / "prefect-home")
+    env = dict(os.environ, PREFECT_API_URL=api, PREFECT_HOME=str(root / "prefect-home"))
+    os.environ.update(PREFECT_API_URL=api, PREFECT_HOME=str(root / "prefect-home"))  # this process's first_train
+    out["prefect_server_startup_s"] = startup
+    try:
+        with private_redis() as redis_url:
+            body = {"model": y["model"], "rolling": {"step": 20}, "segments": {"dates": y["segments"]}}
+
+            def config(folder: Path) -> Path:
+                cfg = folder / "q.yaml"
+                cfg.write_text(yaml.safe_dump({"lake_uri": str(folder / "lake"), "source": spec, "redis_url": redis_url,
+                                               "redis_prefix": f"bench-{folder.name}", "strategies": {"bench": body}}))
+                return cfg
+
+            base = root / "base"
+            t0 = time.perf_counter()
+            _ingest_fast(spec, start, first_as_of, base / "lake")
+            lake = Lake(str(base / "lake"))
+            cal = lake.calendar()
+            update_features(lake, get_feature_set("alpha158"), cal.first, cal.last)
+            update_labels(lake, LABEL0, cal.first, cal.last)
+            out["setup_lake_s"] = time.perf_counter() - t0
+            out["history_days"] = len(cal)
+            from flows.first_train import first_train
+
+            t0 = time.perf_counter()
+            ft = first_train(as_of=first_as_of, strategy="bench", config=str(config(base)))
+            out["first_train_s"] = time.perf_counter() - t0
+            out["first_train_tasks"] = ft["tasks"]
+            cfgs = {}
+            for side in ("backfill", "replay"):
+                (root / side).mkdir()
+                shutil.copytree(base / "lake", root / side / "lake")
+                shutil.copy(base / "lake-mlflow.db", root / side / "lake-mlflow.db")
+                cfgs[side] = config(root / side)
+
+            # (a) the backfill, in its own `qonline backfill` process
+            chunk = min(20, len(days))
+            cmd = [str(Path(sys.executable).parent / "qonline"), "backfill", "--start", str(days[0]), "--end",
+                   str(days[-1]), "--chunk", str(chunk), "--config", str(cfgs["backfill"]), "--json"]
+            wall, peak, stdout = _measured(cmd, env, root / "backfill.log")
+            summary = json.loads(stdout[stdout.index("{"):])
+            out.update(backfill_wall_s=wall, backfill_peak_mb=peak, backfill_chunk=chunk,
+                       backfill_flow_s=summary["seconds"]["total"], backfill_stages=summary["seconds"],
+                       backfill_trained=sum(not t["reused"] for t in summary["trained"]),
+                       backfill_promotions=len(summary["promotions"]), backfill_report_ic=summary["ic"])
+
+            # (b) the daily routine on every session, in order, in one process
+            (root / "days.json").write_text(json.dumps([str(d) for d in days]))
+            cmd = [sys.executable, "-m", "benchmarks.run", "--replay", str(cfgs["replay"]), str(root / "days.json")]
+            wall, peak, stdout = _measured(cmd, env, root / "replay.log")
+            line = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+            replay = json.loads(line[-1][7:])
+            runs = replay["runs"]
+            plain = [r["flow_s"] for r in runs if not r["trained"]]
+            out.update(replay_wall_s=wall, replay_peak_mb=peak, replay_calls_s=replay["calls_s"],
+                       replay_trained=sum(r["trained"] for r in runs),
+                       replay_retrain_days=[r["as_of"] for r in runs if r["trained"]],
+                       replay_first_call_s=runs[0]["wall_s"],
+                       replay_plain_day_median_s=statistics.median(plain) if plain else None,
+                       replay_retrain_day_median_s=statistics.median(r["flow_s"] for r in runs if r["trained"])
+                       if any(r["trained"] for r in runs) else None)
+    finally:
+        stop_process_group(server)
+
+    # the same end state: models (version, task id, test start, fingerprint, online) and signals
+    from quant_core.online.monitoring import monitoring_dataset
+    from quant_core.online.signals import read_signals
+    from quant_core.registry import ModelRegistry
+
+    models, signals, lakes = {}, {}, {}
+    for side in ("backfill", "replay"):
+        reg = ModelRegistry(f"sqlite:///{root / side}/lake-mlflow.db")
+        models[side] = reg.list("bench")
+        lakes[side] = Lake(str(root / side / "lake"))
+        signals[side] = read_signals(lakes[side], "bench")
+    keys = {side: [(m.version, m.task_id, m.test_start, m.fingerprint, m.online) for m in ms]
+            for side, ms in models.items()}
+    out["models"] = len(models["backfill"])
+    out["models_replay"] = len(models["replay"])
+    out["same_models"] = keys["backfill"] == keys["replay"]
+    out["model_test_starts"] = [m.test_start for m in models["backfill"]]
+    both = signals["backfill"].merge(signals["replay"], on=["date", "symbol"], how="outer",
+                                     suffixes=("_b", "_r"), indicator=True)
+    out["signal_rows"] = len(signals["backfill"])
+    out["signal_rows_replay"] = len(signals["replay"])
+    out["signal_rows_unmatched"] = int((both["_merge"] != "both").sum())
+    out["signal_max_abs_diff"] = float((both["score_b"] - both["score_r"]).abs().max())
+    out["signal_versions_equal"] = bool((both["version_b"] == both["version_r"]).all())
+    out["same_signals"] = (out["signal_rows_unmatched"] == 0 and out["signal_versions_equal"]
+                           and out["signal_max_abs_diff"] <= 1e-9)
+    fits = {side: sum(m.metrics.get("fit_seconds", 0.0) for m in ms if m.test_start >= str(days[0]))
+            for side, ms in models.items()}
+    out["backfill_fit_s_sum"], out["replay_fit_s_sum"] = fits["backfill"], fits["replay"]
+    # IC of the backfilled signals over the replayed sessions against the lake's raw LABEL0
+    labels = _lake_labels(lakes["backfill"], days)
+    out["ic"] = _ic_summary(signals["backfill"], labels, days)
+    mon = monitoring_dataset(lakes["backfill"], "bench").read(days[0], days[-1]).to_pandas()
+    out["monitoring_ic"] = {"dates": len(mon), "ic": float(mon["ic"].mean()), "rank_ic": float(mon["rank_ic"].mean())}
+    signal_dates = sorted(set(signals["backfill"]["date"]))
+    out["signal_dates_in_range"] = len([d for d in signal_dates if days[0] <= d <= days[-1]])
+    out["lake"] = str(root / "backfill" / "lake")
+    out["ratio_replay_over_backfill"] = out["replay_wall_s"] / out["backfill_wall_s"]
+    out["case_process_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = out["backfill_peak_mb"]
+    out["total_s"] = out["backfill_wall_s"]
+    return out
+
+
+@case
+def qlib_simulate_year(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Qlib 0.9.7's ``OnlineManager.simulate`` over backfill_year's sessions, bars, step and model (.venv-qlib).
+
+    The peer (benchmarks/qlib_simulate_peer.py) gets every bar through the last session, the template
+    of backfill_year's strategy (its test segment ends on the first as-of, so the first training
+    ``simulate`` runs itself trains the same task as qonline's ``first-train``), ``RollingGen(step=20,
+    expanding, trunc_days=3)``, ``LGBModel`` with the same LightGBM parameters, and
+    ``begin_time`` = the first as-of, ``end_time`` = the last session. The time compared with the
+    backfill is simulate's minus its first training. The IC of Qlib's signals is computed here
+    against qonline's LABEL0 (same bars) with the function backfill_year uses.
+    """
+    import pandas as pd
+
+    from quant_core.calendar import TradingCalendar
+    from quant_core.labels import LABEL0
+    from quant_core.lake import Lake
+    from quant_core.strategy import get_strategy
+
+    _peer_python()
+    y = _year(a)
+    spec, start, first_as_of, days, cal_all = y["spec"], y["start"], y["first_as_of"], y["days"], y["calendar"]
+    root = work / f"qlib-simulate-{a.symbols}x{a.years}-{len(days)}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    bars = y["source"].extract(start, days[-1])
+    bars.to_parquet(root / "bars.parquet", index=False)
+    segments = dict(y["segments"], test=[y["segments"]["test"][0], str(first_as_of)])
+    cfg = {"bars": str(root / "bars.parquet"), "calendar": [str(d) for d in cal_all + y["future"]],
+           "first_as_of": str(first_as_of),
+           "days": [str(d) for d in days], "segments": segments, "step": 20, "rtype": "expanding",
+           "trunc_days": LABEL0.lookahead + 1, "model": y["model"], "lgb_extra": _lgb_extra(spec, root),
+           "traded_only": a.qlib_universe == "traded"}
+    t0 = time.perf_counter()
+    result = _run_peer("qlib_simulate_peer.py", cfg, root)
+    result["qlib_universe"] = a.qlib_universe
+    result["peer_process_s"] = time.perf_counter() - t0
+    result.update(rows=a.symbols, model=a.backfill_model, model_params=y["model"], first_as_of=str(first_as_of))
+    # the same IC computation as backfill_year: qonline's LABEL0 of the same bars, quant_core's daily_ic
+    from quant_core.feature_store import update_labels
+
+    lake = Lake(str(root / "lake"))
+    lake.write_bars(bars, start, days[-1])
+    cal = lake.calendar()
+    update_labels(lake, LABEL0, cal.first, cal.last)
+    sig = pd.read_parquet(result["signals_path"])
+    sig["date"] = pd.to_datetime(sig["date"]).dt.date
+    result["ic"] = _ic_summary(sig, _lake_labels(lake, days), days)
+    # Qlib's rolling tasks against qonline's rolling of the same template (train, valid, test start)
+    strategy = get_strategy("bench", {"bench": {"model": y["model"], "rolling": {"step": 20},
+                                                "segments": {"dates": y["segments"]}}})
+    known = TradingCalendar(cal_all[: cal_all.index(days[-1]) + 1])
+    mine = [{"train": [str(t.segments.train.start), str(t.segments.train.end)],
+             "valid": [str(t.segments.valid.start), str(t.segments.valid.end)], "test_start": str(t.segments.test.start)}
+            for t in strategy.tasks(known, days[-1])]
+    theirs = [{"train": s["train"], "valid": s["valid"], "test_start": s["test"][0]} for s in result["segments"]]
+    result["qonline_models"] = len(mine)
+    result["segments_match"] = mine == theirs
+    if not result["segments_match"]:
+        result["qonline_segments"] = mine
+    result["case_process_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["total_s"] = result["simulate_after_first_train_s"]
+    return result
+
+
+def _signal_correlation(lake_uri: str, qlib_signals: str, first: str, last: str) -> dict[str, Any]:
+    """Per-date Pearson correlation of qonline's backfilled signal and Qlib's simulated one (same rows)."""
+    import pandas as pd
+
+    from quant_core.lake import Lake
+    from quant_core.online.signals import read_signals
+
+    mine = read_signals(Lake(lake_uri), "bench", date.fromisoformat(first), date.fromisoformat(last))
+    theirs = pd.read_parquet(qlib_signals)
+    theirs["date"] = pd.to_datetime(theirs["date"]).dt.date
+    both = mine.merge(theirs, on=["date", "symbol"], suffixes=("_q", "_l"))
+    daily = both.groupby("date")[["score_q", "score_l"]].corr().xs("score_q", level=1)["score_l"]
+    return {"dates": int(len(daily)), "rows": int(len(both)), "qonline_rows": int(len(mine)),
+            "mean": float(daily.mean()), "min": float(daily.min())}
+
+
 def _child(name: str, a: argparse.Namespace, work: Path) -> None:
     result = CASES[name](a, work)
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -656,19 +990,31 @@ def main() -> None:
     ap.add_argument("--lake-rounds", type=int, default=15, help="interleaved rounds of the lake_commit cases")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--backfill-days", type=int, default=250,
+                    help="sessions replayed by backfill_year and qlib_simulate_year (the last ones of the market)")
+    ap.add_argument("--backfill-model", choices=sorted(BACKFILL_MODELS), default="routine",
+                    help="LightGBM parameters of the backfill cases (routine = ROUTINE_MODEL)")
+    ap.add_argument("--qlib-universe", choices=["traded", "span"], default="traded",
+                    help="qlib_simulate_year: a day's rows are the symbols with a bar that day (traded, as qonline) "
+                         "or every symbol inside its first..last bar span, suspended days included (Qlib's default)")
     ap.add_argument("--child", default=None)
+    ap.add_argument("--replay", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.replay:
+        _replay_main(*a.replay)
+        return
     if a.child:
         _child(a.child, a, a.work)
         return
-    work = a.work or Path(tempfile.mkdtemp(prefix="qonline-bench-"))
+    work = (a.work or Path(tempfile.mkdtemp(prefix="qonline-bench-"))).resolve()
     names = a.only or list(CASES)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for _ in range(max(1, a.repeat)):
         for name in names:
             cmd = [sys.executable, "-m", "benchmarks.run", "--child", name, "--work", str(work),
                    "--symbols", str(a.symbols), "--years", str(a.years), "--train-tasks", str(a.train_tasks),
-                   "--lake-rounds", str(a.lake_rounds)]
+                   "--lake-rounds", str(a.lake_rounds), "--backfill-days", str(a.backfill_days),
+                   "--backfill-model", a.backfill_model, "--qlib-universe", a.qlib_universe]
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode != 0 or not line:
@@ -747,6 +1093,60 @@ def main() -> None:
         met = statistics.median(routine_ratios["routine"]) >= 10
         print(f"goal (issue 11, at 500 symbols): routine without retrain at least 10x faster than Qlib's -- "
               f"{'met' if met else 'not met'} at {a.symbols} symbols x {a.years} years")
+        (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    if "backfill_year" in results:
+        b = results["backfill_year"]
+        if not (b["same_models"] and b["same_signals"]):
+            print(f"WARNING: the backfill and the replayed daily routine did not end in the same state (models "
+                  f"{b['same_models']}, signals {b['same_signals']}: max abs diff {b['signal_max_abs_diff']:.2e}, "
+                  f"{b['signal_rows_unmatched']} unmatched rows)")
+        bf_ratios = [r["replay_wall_s"] / r["backfill_wall_s"] for r in runs["backfill_year"]]
+        results["ratio_replay_over_backfill"] = statistics.median(bf_ratios)
+        results["ratio_replay_over_backfill_range"] = [min(bf_ratios), max(bf_ratios)]
+        print(f"backfill of {b['sessions']} sessions ({b['model']} model, {b['models']} models, "
+              f"{b['backfill_trained']} trained in the range): backfill {b['backfill_wall_s']:.1f} s "
+              f"(peak {b['backfill_peak_mb']:.0f} MB) vs daily routine replayed {b['replay_wall_s']:.1f} s "
+              f"(peak {b['replay_peak_mb']:.0f} MB): {statistics.median(bf_ratios):.1f}x "
+              f"({min(bf_ratios):.1f}-{max(bf_ratios):.1f}); same models {b['same_models']}, same signals "
+              f"{b['same_signals']} (max abs diff {b['signal_max_abs_diff']:.1e})")
+        print("  backfill stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in b["backfill_stages"].items()))
+        met = statistics.median(bf_ratios) >= 10
+        print(f"goal (issue 12): backfill at least 10x faster than the daily routine replayed -- "
+              f"{'met' if met else 'not met'} at {a.symbols} symbols x {a.years} years, {b['sessions']} sessions")
+        if "qlib_simulate_year" in results:
+            q = results["qlib_simulate_year"]
+            if (q["first_as_of"], q["last_day"], q["sessions"]) != (b["first_as_of"], b["last_day"], b["sessions"]):
+                print("WARNING: backfill_year and qlib_simulate_year did not replay the same sessions")
+            if not q["segments_match"]:
+                print("WARNING: Qlib's rolling tasks do not have qonline's train/valid/test segments")
+            pairs = list(zip(runs["qlib_simulate_year"], runs["backfill_year"], strict=True))
+            # the backfill's process (imports, the year's bars extracted, validated, stored, features) vs
+            # simulate in a warm process over a data dir written beforehand, its first training excluded
+            sim = [x["simulate_after_first_train_s"] / o["backfill_wall_s"] for x, o in pairs]
+            sim_flow = [x["simulate_after_first_train_s"] / o["backfill_flow_s"] for x, o in pairs]
+            results["ratio_qlib_simulate_over_backfill"] = statistics.median(sim)
+            results["ratio_qlib_simulate_over_backfill_range"] = [min(sim), max(sim)]
+            results["ratio_qlib_simulate_over_backfill_flow"] = statistics.median(sim_flow)
+            corr = _signal_correlation(b["lake"], q["signals_path"], b["first_day"], b["last_day"])
+            results["signal_correlation_qlib_vs_backfill"] = corr
+            ic_diff = abs(q["ic"]["ic"] - b["ic"]["ic"])
+            ric_diff = abs(q["ic"]["rank_ic"] - b["ic"]["rank_ic"])
+            results["ic_diff_qlib_vs_backfill"], results["rank_ic_diff_qlib_vs_backfill"] = ic_diff, ric_diff
+            same_count = q["models"] == b["models"]
+            print(f"Qlib OnlineManager.simulate over the same sessions: {q['simulate_s']:.1f} s, of which first "
+                  f"training {q['first_train_s']:.1f} s; without it {q['simulate_after_first_train_s']:.1f} s "
+                  f"(peak {q['peak_rss_mb']:.0f} MB + {q['children_peak_rss_mb']:.0f} MB workers) -> Qlib / backfill "
+                  f"{statistics.median(sim):.1f}x ({min(sim):.1f}-{max(sim):.1f}); over the backfill flow alone "
+                  f"({b['backfill_flow_s']:.1f} s) {statistics.median(sim_flow):.1f}x")
+            print(f"  models: Qlib {q['models']}, qonline {b['models']}; IC over {b['ic']['dates']} vs "
+                  f"{q['ic']['dates']} dates: qonline {b['ic']['ic']:.4f} (rank {b['ic']['rank_ic']:.4f}), Qlib "
+                  f"{q['ic']['ic']:.4f} (rank {q['ic']['rank_ic']:.4f}); |diff| {ic_diff:.4f} (rank {ric_diff:.4f}); "
+                  f"Qlib universe: {q['qlib_universe']}; daily correlation of the two signals: mean "
+                  f"{corr['mean']:.3f}, min {corr['min']:.3f} over {corr['dates']} dates")
+            met = statistics.median(sim) > 1 and same_count and ic_diff <= 0.003
+            print(f"goal (issue 12): faster than Qlib's simulate with the same number of models and an IC within "
+                  f"0.003 -- {'met' if met else 'not met'} (faster {statistics.median(sim) > 1}, same model count "
+                  f"{same_count}, IC within 0.003 {ic_diff <= 0.003})")
         (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"JSON: {a.out / 'results.json'}")
 
