@@ -190,6 +190,7 @@ def _backfill(settings: Settings, lake: Lake, names: list[str], configs: dict[st
         progress.step(f"served {first}..{last}")
     if not parts:  # a finished backfill: Redis and monitoring still follow the lake (idempotent)
         _publish_and_monitor(settings, signal_names, configs, sessions[-1], stage)
+        progress.step("nothing to do: every session was already served")
     times.update(stage)
     times["total"] = time.perf_counter() - t_start
     ic = _range_ic(lake, signal_names, start, end)

@@ -383,8 +383,9 @@ def demo(
     config: ConfigOpt = None,
     source: Annotated[str | None, typer.Option(help="source spec (default: the embedded synthetic market)")] = None,
     daily_days: Annotated[int, typer.Option(help="sessions of daily routines after the first training")] = 5,
+    backfill_days: Annotated[int, typer.Option(help="sessions backfilled after the daily routines")] = 10,
 ) -> None:
-    """The quickstart job: synthetic market history, first training, a week of daily routines, signals from Redis."""
+    """The quickstart job: history, first training, a week of daily routines, a backfill, signals from Redis."""
     cfg = _use_config(config)
     from flows.demo import demo as demo_flow
     from flows.local_services import private_redis, with_setting
@@ -394,10 +395,10 @@ def demo(
     if settings.redis_url is None:
         with private_redis() as url, with_setting(cfg, "redis_url", url) as private_cfg:
             summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days,
-                           config=private_cfg)
+                           backfill_days=backfill_days, config=private_cfg)
     else:
         summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days,
-                       config=cfg)
+                       backfill_days=backfill_days, config=cfg)
     signals = summary.pop("latest_signals", {})
     _print_summary(summary, False)
     if signals:

@@ -2,8 +2,8 @@
 
 Builds a lake from the synthetic market (history in one ingest), trains the rolling models of the
 light strategy, then runs the daily routine for a week of sessions — one of them a retrain day —
-exactly as a scheduled deployment would after each close, and reads the latest signals back from
-Redis.
+exactly as a scheduled deployment would after each close, backfills the sessions after that week
+(the same routine replayed in one batched run), and reads the latest signals back from Redis.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.backfill import backfill
 from flows.daily_routine import daily_routine
 from flows.first_train import first_train
 from flows.ingest import ingest
@@ -42,16 +43,18 @@ def source_calendar(spec: str) -> list[date]:
     return days
 
 
-def demo_week(days: list[date], strategy: str, configured: dict[str, object], n: int = 5) -> tuple[date, list[date]]:
+def demo_week(days: list[date], strategy: str, configured: dict[str, object], n: int = 5,
+              after: int = 0) -> tuple[date, list[date]]:
     """First training's as-of and the ``n`` sessions replayed after it, one of them a retrain day.
 
     Relative segments are resolved at the first training's as-of, so the rolling dates depend on
-    it: the latest as-of whose next rolling step falls inside the ``n`` sessions after it wins.
+    it: the latest as-of whose next rolling step falls inside the ``n`` sessions after it wins,
+    leaving ``after`` sessions at the end of the source (the demo's backfill).
     """
     cal = TradingCalendar(days)
     strat = get_strategy(strategy, configured)
     step = strat.rolling.step
-    for i in range(len(cal) - n - 1, 0, -1):
+    for i in range(len(cal) - n - after - 1, 0, -1):
         as_of = cal[i]
         try:
             tasks = strat.tasks(cal, as_of)
@@ -64,15 +67,21 @@ def demo_week(days: list[date], strategy: str, configured: dict[str, object], n:
 
 
 @flow(name="demo", flow_run_name="demo {lake_uri}")
-def demo(source: str, lake_uri: str, daily_days: int = 5, config: str | None = None) -> dict[str, object]:
-    """Ingest the history, first-train, run a week of daily routines (one retrains), read signals from Redis."""
+def demo(source: str, lake_uri: str, daily_days: int = 5, backfill_days: int = 10,
+         config: str | None = None) -> dict[str, object]:
+    """Ingest the history, first-train, a week of daily routines (one retrains), a backfill, signals from Redis."""
     logger = get_run_logger()
     settings = flow_settings(config, lake_uri=lake_uri)
     days = source_calendar(source)
-    first_as_of, week = demo_week(days, DEMO_STRATEGY, settings.strategies, daily_days)
+    first_as_of, week = demo_week(days, DEMO_STRATEGY, settings.strategies, daily_days, backfill_days)
     history = ingest(source=source, start=days[0], end=first_as_of, lake_uri=lake_uri, config=config)
     trained = first_train(as_of=first_as_of, strategy=DEMO_STRATEGY, lake_uri=lake_uri, config=config)
     routines: list[dict[str, Any]] = [daily_routine(as_of=d, strategies=[DEMO_STRATEGY], lake_uri=lake_uri, config=config) for d in week]
+    rest = [d for d in days if d > week[-1]][:backfill_days]
+    backfilled: dict[str, Any] = {}
+    if rest:
+        backfilled = backfill(start=rest[0], end=rest[-1], strategies=[DEMO_STRATEGY], chunk=min(5, len(rest)),
+                              lake_uri=lake_uri, config=config)
     lake = Lake.from_settings(settings)
     signals: dict[str, Any] = {}
     if settings.redis_url is not None:
@@ -87,6 +96,9 @@ def demo(source: str, lake_uri: str, daily_days: int = 5, config: str | None = N
         retrained = sum(len(v) for v in (r.get("trained") or {}).values())
         rows.append(("daily_routine", str(r.get("as_of")), f"serving {r.get('serving')}; retrained {retrained}; "
                                                               f"{(r.get('seconds') or {}).get('total', '')} s"))
+    if backfilled:
+        rows.append(("backfill", f"{rest[0]} .. {rest[-1]}", f"{len(backfilled['trained'])} retrained; "
+                                                            f"{backfilled['seconds']['total']} s"))
     top = "\n".join(f"| {s['symbol']} | {s['score']:+.5f} |" for s in signals.get("signals", []))
     create_markdown_artifact(
         key=ARTIFACT_KEY, description="quickstart demo",
@@ -103,6 +115,8 @@ def demo(source: str, lake_uri: str, daily_days: int = 5, config: str | None = N
         "daily_routines": [{"as_of": r.get("as_of"), "serving": r.get("serving"),
                             "retrained": r.get("trained"), "seconds": (r.get("seconds") or {}).get("total")}
                            for r in routines],
+        "backfill": ({"range": f"{rest[0]}..{rest[-1]}", "trained": len(backfilled["trained"]),
+                      "seconds": backfilled["seconds"]["total"]} if backfilled else None),
         "bars": describe(lake.bars.manifest()),
         "validation_report": history["report_uri"],
         "latest_signals": signals,
