@@ -151,7 +151,7 @@ def _backfill(settings: Settings, lake: Lake, names: list[str], configs: dict[st
     parts = chunks(todo, chunk)
     progress = _Progress(len(tasks) + len(parts), f"backfill {start}..{end}: {len(tasks)} task(s), "
                                                   f"{len(todo)} session(s) in {len(parts)} chunk(s)")
-    if done_through is not None and len(todo) < len(sessions):
+    if done_through is not None and todo and len(todo) < len(sessions):
         logger.info("resuming: signals already stored through %s; %d of %d session(s) left", done_through,
                     len(todo), len(sessions))
 

@@ -39,9 +39,9 @@ WorkersOpt = Annotated[int | None, typer.Option(help="parallel trainings (defaul
 def _task_runner(cfg: str | None, lake: str | None, dask: bool, dask_address: str | None, workers: int | None) -> Any:
     """The training task runner the options ask for (threads by default)."""
     from flows.first_train import task_runner
-    from quant_core.settings import load_settings
+    from flows.params import flow_settings
 
-    settings = _run(load_settings, cfg, lake_uri=lake)
+    settings = _run(flow_settings, cfg, lake_uri=lake)
     return task_runner("dask" if dask else "threads", max_workers=workers or settings.max_workers,
                        dask_address=dask_address)
 
@@ -235,11 +235,11 @@ def models_list(
 ) -> None:
     """Every registered version: task id, segments, metrics, online."""
     cfg = _use_config(config)
+    from flows.params import flow_settings
     from quant_core.registry import ModelRegistry
-    from quant_core.settings import load_settings
     from quant_core.strategy import load_strategies
 
-    settings = _run(load_settings, cfg, lake_uri=lake)
+    settings = _run(flow_settings, cfg, lake_uri=lake)
     names = [strategy] if strategy else sorted(_run(load_strategies, settings.strategies))
     registry = ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
     _run(registry.check_reachable)
@@ -271,10 +271,10 @@ def lake_history(
 ) -> None:
     """The kept generations of a dataset: when, which run, which range and months, rows after."""
     cfg = _use_config(config)
+    from flows.params import flow_settings
     from quant_core.lake import Lake
-    from quant_core.settings import load_settings
 
-    settings = _run(load_settings, cfg, lake_uri=lake)
+    settings = _run(flow_settings, cfg, lake_uri=lake)
     ds = _run(Lake.from_settings(settings).dataset, dataset)
     commits = _run(ds.history)
     if json_output:
@@ -291,17 +291,27 @@ def lake_history(
                    f"{c.rows:>11} {months:<17} {c.writer}")
 
 
-def _registry_and_lake(cfg: str | None, lake: str | None, strategy: str) -> tuple[Any, Any]:
+def _registry_and_lake(cfg: str | None, lake: str | None, strategy: str) -> tuple[Any, Any, Any]:
+    from flows.params import flow_settings
     from quant_core.lake import Lake
     from quant_core.registry import ModelRegistry
-    from quant_core.settings import load_settings
     from quant_core.strategy import get_strategy
 
-    settings = _run(load_settings, cfg, lake_uri=lake)
+    settings = _run(flow_settings, cfg, lake_uri=lake)
     _run(get_strategy, strategy, settings.strategies)
     registry = ModelRegistry(settings.resolved_mlflow_tracking_uri, settings.mlflow_artifact_uri)
     _run(registry.check_reachable)
-    return registry, Lake.from_settings(settings)
+    return registry, Lake.from_settings(settings), settings
+
+
+def _move(settings: Any, store: Any, registry: Any, strategy: str, kind: str, version: int | None,
+          reason: str) -> Any:
+    """A manual promotion or rollback, made while holding the lake (never between a routine's stages)."""
+    from flows.writer_lock import lake_writer
+    from quant_core.online.routine import manual_move
+
+    with lake_writer(settings, f"models {kind} {strategy}"):
+        return manual_move(store, registry, strategy, kind, version, reason)
 
 
 @models_app.command("promote")
@@ -313,10 +323,8 @@ def models_promote(
     config: ConfigOpt = None,
 ) -> None:
     """Serve VERSION from the next date on (logged; published dates are not rewritten)."""
-    from quant_core.online.routine import manual_move
-
-    registry, store = _registry_and_lake(_use_config(config), lake, strategy)
-    entry = _run(manual_move, store, registry, strategy, "manual", version, reason)
+    registry, store, settings = _registry_and_lake(_use_config(config), lake, strategy)
+    entry = _run(_move, settings, store, registry, strategy, "manual", version, reason)
     typer.echo(f"{strategy}: version {entry.to_version} serves the dates after {entry.applies_after} "
                f"(was {entry.from_version}); log entry #{entry.seq}")
 
@@ -329,10 +337,8 @@ def models_rollback(
     config: ConfigOpt = None,
 ) -> None:
     """Serve the previously promoted version again, from the next date on (logged)."""
-    from quant_core.online.routine import manual_move
-
-    registry, store = _registry_and_lake(_use_config(config), lake, strategy)
-    entry = _run(manual_move, store, registry, strategy, "rollback", None, reason)
+    registry, store, settings = _registry_and_lake(_use_config(config), lake, strategy)
+    entry = _run(_move, settings, store, registry, strategy, "rollback", None, reason)
     typer.echo(f"{strategy}: rolled back to version {entry.to_version} for the dates after {entry.applies_after} "
                f"(was {entry.from_version}); log entry #{entry.seq}")
 
@@ -351,10 +357,10 @@ def signals_show(
                                                               "signals")] = False,
 ) -> None:
     """Read a signal snapshot back from Redis."""
+    from flows.params import flow_settings
     from quant_core.online.redis_sink import SignalStore, connect
-    from quant_core.settings import load_settings
 
-    settings = _run(load_settings, _use_config(config))
+    settings = _run(flow_settings, _use_config(config))
     if settings.redis_url is None:
         _fail("redis_url is not set (QONLINE_REDIS_URL or the config file)")
     assert settings.redis_url is not None
@@ -389,9 +395,9 @@ def demo(
     cfg = _use_config(config)
     from flows.demo import demo as demo_flow
     from flows.local_services import private_redis, with_setting
-    from quant_core.settings import load_settings
+    from flows.params import flow_settings
 
-    settings = _run(load_settings, cfg, lake_uri=lake, source=source)
+    settings = _run(flow_settings, cfg, lake_uri=lake, source=source)
     if settings.redis_url is None:
         with private_redis() as url, with_setting(cfg, "redis_url", url) as private_cfg:
             summary = _run(demo_flow, source=settings.source, lake_uri=settings.lake_uri, daily_days=daily_days,
@@ -412,9 +418,9 @@ def demo(
 def show_settings(config: ConfigOpt = None) -> None:
     """Print the effective settings (secrets masked)."""
     cfg = _use_config(config)
-    from quant_core.settings import load_settings
+    from flows.params import flow_settings
 
-    s = _run(load_settings, cfg)
+    s = _run(flow_settings, cfg)
     typer.echo(json.dumps(s.redacted(), indent=2, default=str))
 
 

@@ -8,9 +8,11 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.params import flow_settings
+from flows.writer_lock import lake_writer
 from quant_core.feature_store import StoreUpdate
 from quant_core.reporting import markdown_table
 from tasks.features import compute_features, compute_labels
+from tasks.retry import writer_id
 
 ARTIFACT_KEY = "features-report"
 
@@ -38,8 +40,9 @@ def features(
 ) -> dict[str, object]:
     """Recompute features (from the hist_ref buffer) and observable labels for [start, end]."""
     settings = flow_settings(config, lake_uri=lake_uri)
-    updates = [compute_features(feature_set, start, end, settings)]
-    updates += [compute_labels(label, start, end, settings) for label in labels]
+    with lake_writer(settings, f"features {feature_set} {start}..{end} ({writer_id()})"):
+        updates = [compute_features(feature_set, start, end, settings)]
+        updates += [compute_labels(label, start, end, settings) for label in labels]
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"# Features {start} .. {end}\n\n" + updates_table(updates),
                              description=f"features {feature_set} {start}..{end}")
     return {"start": start.isoformat(), "end": end.isoformat(), "updates": [update_summary(u) for u in updates]}

@@ -22,13 +22,24 @@ from tasks.training import registry_of, train_rolling_models
 ARTIFACT_KEY = "first-train-report"
 
 
+def _configured_workers() -> int:
+    """``max_workers`` of this environment's settings (what a deployment's run gets), else the cores."""
+    from quant_core.errors import QonlineError
+    from quant_core.settings import load_settings
+
+    try:
+        return load_settings().max_workers
+    except (QonlineError, ValueError):
+        return os.cpu_count() or 1
+
+
 def task_runner(kind: str = "threads", *, max_workers: int | None = None, dask_address: str | None = None) -> Any:
     """The task runner for training: threads (default), a local Dask process cluster, or a Dask scheduler.
 
     One LightGBM thread per model and as many workers as cores: oversubscription made 4 models 7x
     slower on 2 cores (STACK.md).
     """
-    workers = max_workers or os.cpu_count() or 1
+    workers = max_workers or _configured_workers()
     if dask_address:
         from prefect_dask.task_runners import DaskTaskRunner
 

@@ -41,6 +41,10 @@ class LeaseBusy(QonlineError):
     """Another run holds the lake's writer lease (names it, and how long this run waited)."""
 
 
+class LeaseLost(QonlineError):
+    """This run's lease was taken over while it ran (it stopped renewing for longer than the ttl)."""
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds the lease, and until when (UTC seconds since the epoch)."""
@@ -199,3 +203,8 @@ class LakeLease:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+        if self.lost and exc_type is None:
+            # each commit stayed whole (compare-and-swap), but another run wrote meanwhile: say so
+            raise LeaseLost(f"lake writer lease {self.uri}: {self.what} lost it to another run while it was "
+                            f"still writing (no renewal for over {self.ttl:g} s); each dataset commit is whole, "
+                            f"but the runs interleaved: run this one again once the other has finished")

@@ -141,3 +141,15 @@ def test_racing_processes_exactly_one_wins(tmp_path: Path) -> None:
 def test_bad_lease_arguments() -> None:
     with pytest.raises(ValueError, match="ttl must be > 0"):
         LakeLease(Lake("/tmp/nowhere-lake"), "x", ttl=0)
+
+
+def test_a_run_whose_lease_was_taken_over_fails_at_its_end(tmp_path: Path) -> None:
+    from quant_core.lease import LeaseLost
+
+    root = tmp_path / "lake"
+    with (pytest.raises(LeaseLost, match="lost it to another run while it was still writing"),
+          LakeLease(Lake(str(root)), "slow run", ttl=0.4)):
+        _foreign(root, 60)  # another host took it over (as after a long stall)
+        time.sleep(0.6)  # the next renewal finds it gone
+    held = LakeLease(Lake(str(root)), "probe").holder()
+    assert held is not None and held.what == "backfill on another host"  # its lease is left alone
