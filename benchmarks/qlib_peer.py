@@ -12,23 +12,15 @@ Prints ``RESULT {json}``. Bars are written in Qlib's binary layout with the shar
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
 import time
 from pathlib import Path
 
+from qlib_online_peer import shared_tool  # the shared Qlib-format writer (run as a script from benchmarks/)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _shared_tool():  # type: ignore[no-untyped-def]
-    shared = Path(os.environ.get("QONLINE_SHARED_DIR", ROOT.parent / "shared"))
-    spec = importlib.util.spec_from_file_location("qlib_golden_tool", shared / "tools" / "qlib_alpha158_golden.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main() -> None:
@@ -44,7 +36,7 @@ def main() -> None:
     bars["date"] = pd.to_datetime(bars["date"])
     qdir = Path(a.work) / "qlib_data"
     t0 = time.perf_counter()
-    _shared_tool().write_qlib_dir(bars, qdir)
+    shared_tool().write_qlib_dir(bars, qdir)
     t1 = time.perf_counter()
 
     import qlib
