@@ -20,12 +20,11 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
-from flows.daily_routine import ingest_new_bars, strategy_names
+from flows.daily_routine import combine_served, ingest_new_bars, serving_inputs
 from flows.first_train import task_runner
 from flows.ingest import expected_sessions
 from flows.params import ChunkSize, Day, StrategyName, flow_settings
 from flows.writer_lock import lake_writer
-from quant_core.errors import ConfigError
 from quant_core.lake import Lake
 from quant_core.online.backfill import (
     BackfillError,
@@ -39,13 +38,11 @@ from quant_core.online.backfill import (
     served_through,
 )
 from quant_core.online.monitoring import monitoring_dataset
-from quant_core.online.redis_sink import connect, mask_url
 from quant_core.reporting import markdown_table
 from quant_core.settings import Settings
-from quant_core.strategy import StrategyConfig, get_strategy
+from quant_core.strategy import StrategyConfig
 from quant_core.training import TrainOutcome, check_model_params
 from tasks.online import (
-    ensemble_signals,
     promote_online_model,
     publish_signals,
     update_live_monitoring,
@@ -96,16 +93,7 @@ def backfill(
     t_start = time.perf_counter()
     check_range(start, end, chunk)
     settings = flow_settings(config, lake_uri=lake_uri)
-    names = strategy_names(settings, strategies)
-    configs = {n: get_strategy(n, settings.strategies) for n in names}
-    for name, members in settings.combined_signals.items():
-        unknown = [m for m in members if m not in configs]
-        if unknown:
-            raise ConfigError(f"combined signal {name!r} lists {unknown}, which this backfill does not serve ({names})")
-    redis_shown = "not configured"
-    if settings.redis_url is not None:
-        connect(settings.redis_url.get_secret_value())  # a malformed URL fails before anything is written
-        redis_shown = mask_url(settings.redis_url.get_secret_value())
+    names, configs, redis_shown = serving_inputs(settings, strategies)
     lake = Lake.from_settings(settings)
     if not lake.bars.exists():
         raise BackfillError(f"lake {lake.uri} has no bars: run `qonline ingest` for the history, then `qonline "
@@ -180,11 +168,8 @@ def _backfill(settings: Settings, lake: Lake, names: list[str], configs: dict[st
             written[n] += len(out.dates)
         stage["predictions and signals"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        for cname, members in sorted(settings.combined_signals.items()):
-            days = sorted({d for m in members for d in served[m].dates})
-            if days:
-                ensemble_signals(cname, members, days[0], days[-1], settings)
-                written[cname] += len(days)
+        for cname, count in combine_served(settings, served).items():
+            written[cname] += count
         stage["ensemble"] += time.perf_counter() - t0
         _publish_and_monitor(settings, signal_names, configs, last, stage)
         progress.step(f"served {first}..{last}")

@@ -57,6 +57,36 @@ def strategy_names(settings: Settings, strategies: list[str] | None) -> list[str
     return names
 
 
+def serving_inputs(settings: Settings, strategies: list[str] | None
+                   ) -> tuple[list[str], dict[str, StrategyConfig], str]:
+    """The strategies a run serves, their configurations and the masked Redis URL.
+
+    Refuses, before anything is written: an unknown strategy, a combined signal over a strategy the
+    run does not serve, a malformed Redis URL.
+    """
+    names = strategy_names(settings, strategies)
+    configs = {n: get_strategy(n, settings.strategies) for n in names}
+    for name, members in settings.combined_signals.items():
+        unknown = [m for m in members if m not in configs]
+        if unknown:
+            raise ConfigError(f"combined signal {name!r} lists {unknown}, which this run does not serve ({names})")
+    if settings.redis_url is None:
+        return names, configs, "not configured"
+    connect(settings.redis_url.get_secret_value())
+    return names, configs, mask_url(settings.redis_url.get_secret_value())
+
+
+def combine_served(settings: Settings, served: dict[str, ServeOutcome]) -> dict[str, int]:
+    """AverageEnsemble of each combined signal over the dates its members just served: ``{name: dates}``."""
+    out: dict[str, int] = {}
+    for name, members in sorted(settings.combined_signals.items()):
+        days = sorted({d for m in members for d in served[m].dates})
+        if days:
+            ensemble_signals(name, members, days[0], days[-1], settings)
+        out[name] = len(days)
+    return out
+
+
 def ingest_new_bars(settings: Settings, lake: Lake, target: date, explicit: bool, configs: list[StrategyConfig],
                     times: dict[str, float], *, what: str = "--as-of",
                     before_store: Callable[[list[date]], None] | None = None) -> tuple[date, GateOutcome | None]:
@@ -191,16 +221,7 @@ def daily_routine(as_of: Day | None = None, strategies: list[StrategyName] | Non
     t_start = time.perf_counter()
     logger = get_run_logger()
     settings = flow_settings(config, lake_uri=lake_uri)
-    names = strategy_names(settings, strategies)
-    configs: dict[str, StrategyConfig] = {n: get_strategy(n, settings.strategies) for n in names}
-    redis_shown = "not configured"
-    if settings.redis_url is not None:
-        connect(settings.redis_url.get_secret_value())  # a malformed URL fails now, before anything is written
-        redis_shown = mask_url(settings.redis_url.get_secret_value())
-    for name, members in settings.combined_signals.items():
-        unknown = [m for m in members if m not in configs]
-        if unknown:
-            raise ConfigError(f"combined signal {name!r} lists {unknown}, which this run does not serve ({names})")
+    names, configs, redis_shown = serving_inputs(settings, strategies)
     lake = Lake.from_settings(settings)
     if not lake.bars.exists():
         raise RoutineError(f"lake {lake.uri} has no bars: run `qonline ingest` for the history, then `qonline "
@@ -256,12 +277,8 @@ def _routine(settings: Settings, lake: Lake, names: list[str], configs: dict[str
     times["predictions and signals"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    signal_names = list(names)
-    for name, members in sorted(settings.combined_signals.items()):
-        days = sorted({d for m in members for d in served[m].dates})
-        if days:
-            ensemble_signals(name, members, days[0], days[-1], settings)
-        signal_names.append(name)
+    combine_served(settings, served)
+    signal_names = names + sorted(settings.combined_signals)
     times["ensemble"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
