@@ -178,8 +178,8 @@ def test_writer_lease_on_s3_refuses_a_second_run_and_is_freed(s3_server) -> None
     from quant_core.lease import LakeLease, LeaseBusy
 
     lake = Lake(f"s3://{s3_server.bucket}/leased", _options(s3_server))
-    with LakeLease(lake, "backfill on s3", ttl=0.6) as lease:
-        time.sleep(1.0)  # renewed by conditional PUTs past its ttl
+    with LakeLease(lake, "backfill on s3", ttl=1.2) as lease:
+        time.sleep(2.5)  # renewed by conditional PUTs (every 0.3 s) past its ttl
         held = lease.holder()
         assert held is not None and held.what == "backfill on s3" and not lease.lost
         with pytest.raises(LeaseBusy, match="being written by backfill on s3"):

@@ -110,9 +110,9 @@ def test_a_foreign_holder_is_respected_until_its_lease_expires(tmp_path: Path) -
 
 def test_the_lease_is_renewed_while_held(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path / "lake"))
-    with LakeLease(lake, "long run", ttl=0.4) as lease:
+    with LakeLease(lake, "long run", ttl=1.2) as lease:
         first = lease.holder()
-        time.sleep(1.0)  # longer than the ttl: only renewals keep it valid
+        time.sleep(2.5)  # twice the ttl: only renewals (every 0.3 s) keep it valid
         later = lease.holder()
         assert first is not None and later is not None and later.expires_at > first.expires_at
         with pytest.raises(LeaseBusy):
