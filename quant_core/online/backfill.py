@@ -72,31 +72,20 @@ def check_chunk(chunk: int, sessions: list[date], start: date, end: date) -> Non
                             f"give --chunk {len(sessions)} or less")
 
 
-def first_served(lake: Lake, strategy: str) -> tuple[date, date]:
-    """The first date the strategy serves and the date its first training decided it.
+def check_start(lake: Lake, strategy: str, calendar: TradingCalendar, start: date) -> None:
+    """A backfill starts after the strategy's first training (its models serve only later sessions).
 
     Raises:
-        BackfillError: the strategy was never trained (no promotion log): run ``first-train``.
+        BackfillError: the strategy was never trained (no promotion log: run ``first-train``), or
+            ``start`` is on or before the first training's as-of date.
     """
     entries = PromotionLog(lake, strategy).entries()
     if not entries:
         raise BackfillError(f"strategy {strategy!r} has no trained online model in lake {lake.uri}: run `qonline "
                             f"first-train --strategy {strategy} --as-of DATE` before backfilling it")
-    first = entries[0]
-    return first.applies_after, first.decided_on
-
-
-def check_start(lake: Lake, strategy: str, calendar: TradingCalendar, start: date) -> None:
-    """A backfill starts after the strategy's first training.
-
-    Raises:
-        BackfillError: ``start`` is on or before the first training's as-of date, whose models serve
-            only later sessions.
-    """
-    _applies_after, decided = first_served(lake, strategy)
+    decided = entries[0].decided_on
     if start <= decided:
-        nxt = calendar.range(decided, None)
-        after = next((d for d in nxt if d > decided), None)
+        after = next((d for d in calendar.range(decided, None) if d > decided), None)
         raise BackfillError(f"backfill start {start} is not after strategy {strategy!r}'s first training (as of "
                             f"{decided}); start it on {after or 'the session after ' + decided.isoformat()} or later")
 
