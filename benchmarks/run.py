@@ -44,8 +44,8 @@ def _spec(a: argparse.Namespace) -> tuple[str, date, date]:
 @case
 def ingest_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """extract + validate (GX, no Data Docs) + store of the whole synthetic market."""
-    from quant_core.ingest import extract, store, validate
-    from quant_core.lake import Lake
+    from quant_core.data.ingest import extract, store, validate
+    from quant_core.data.lake import Lake
     from quant_core.settings import load_settings
 
     spec, start, end = _spec(a)
@@ -67,7 +67,7 @@ def ingest_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
 @case
 def read_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Full read of the bars written by ingest_full, then a one-month, 10-symbol read."""
-    from quant_core.lake import Lake
+    from quant_core.data.lake import Lake
 
     lake = Lake(str(work / "lake"))
     t0 = time.perf_counter()
@@ -85,8 +85,8 @@ def read_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
 @case
 def daily_ingest(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """One new day for every symbol: extract + validate + store into the 10-year lake."""
-    from quant_core.ingest import extract, store, validate
-    from quant_core.lake import Lake
+    from quant_core.data.ingest import extract, store, validate
+    from quant_core.data.lake import Lake
     from quant_core.settings import load_settings
 
     spec, _start, end = _spec(a)
@@ -104,8 +104,8 @@ def daily_ingest(a: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def _ingest_fast(spec: str, start: date, end: date, lake_dir: Path) -> None:
     """Bars straight into a lake (no validation): setup for the feature cases."""
-    from quant_core.ingest import extract
-    from quant_core.lake import Lake
+    from quant_core.data.ingest import extract
+    from quant_core.data.lake import Lake
     from quant_core.settings import load_settings
 
     settings = load_settings(lake_uri=str(lake_dir), source=spec)
@@ -115,10 +115,10 @@ def _ingest_fast(spec: str, start: date, end: date, lake_dir: Path) -> None:
 @case
 def features_full(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Alpha158 + LABEL0 full recompute over the ingest_full lake: read bars, compute, write."""
-    from quant_core.feature_store import update_features, update_labels
+    from quant_core.data.lake import Lake
     from quant_core.features import compute_features, get_feature_set
-    from quant_core.labels import LABEL0
-    from quant_core.lake import Lake
+    from quant_core.features.labels import LABEL0
+    from quant_core.features.store import update_features, update_labels
 
     lake = Lake(str(work / "lake"))
     fs = get_feature_set("alpha158")
@@ -149,9 +149,9 @@ def _daily_increment(lake_dir: Path, repeats: int = 7) -> dict[str, Any]:
 
     import pyarrow as pa
 
-    from quant_core.feature_store import feature_dataset, update_features
+    from quant_core.data.lake import Lake
     from quant_core.features import get_feature_set
-    from quant_core.lake import Lake
+    from quant_core.features.store import feature_dataset, update_features
 
     lake = Lake(str(lake_dir))
     fs = get_feature_set("alpha158")
@@ -212,8 +212,8 @@ def _train(a: argparse.Namespace, work: Path, workers: int) -> dict[str, Any]:
     from prefect import flow
 
     from flows.first_train import first_train, task_runner
-    from quant_core.lake import Lake
-    from quant_core.strategy import get_strategy
+    from quant_core.data.lake import Lake
+    from quant_core.models.strategy import get_strategy
 
     lake_dir = work / "lake"
     cal = Lake(str(lake_dir)).calendar()
@@ -240,7 +240,7 @@ def _train(a: argparse.Namespace, work: Path, workers: int) -> dict[str, Any]:
     summary = first_train.with_options(task_runner=task_runner("threads", max_workers=workers))(
         as_of=as_of, strategy="lgb_alpha158", lake_uri=str(lake_dir))
     total = time.perf_counter() - t0
-    from quant_core.registry import ModelRegistry
+    from quant_core.models.registry import ModelRegistry
 
     reg = ModelRegistry(os.environ["QONLINE_MLFLOW_TRACKING_URI"])
     fits = [m.metrics.get("fit_seconds", 0.0) for m in reg.list("lgb_alpha158")]
@@ -267,10 +267,10 @@ BEFORE_COMMIT = "1dcfd38"  # main before the compare-and-swap commits (issue 10)
 
 
 def _lake_before(work: Path) -> Any:
-    """quant_core/lake.py as it was at BEFORE_COMMIT, imported beside the current one."""
+    """quant_core/data/lake.py as it was at BEFORE_COMMIT, imported beside the current one."""
     import importlib.util
 
-    src = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:quant_core/lake.py"], cwd=ROOT, capture_output=True,
+    src = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:quant_core/data/lake.py"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     path = work / "lake_before.py"
     path.write_text(src)
@@ -288,9 +288,9 @@ def _lake_commit(a: argparse.Namespace, work: Path, uri_of: Callable[[str], str]
     Each side gets its own lake holding the same two years of bars (500 symbols); the replace
     alternates between two versions of the last day so that every write really commits.
     """
-    from quant_core import lake as after_module
-    from quant_core.bars import bars_to_table
-    from quant_core.sources import parse_source
+    from quant_core.data import lake as after_module
+    from quant_core.data.bars import bars_to_table
+    from quant_core.data.sources import parse_source
 
     before_module = _lake_before(work)
     spec = f"synthetic:symbols={a.symbols},start=2022-01-01,end=2023-12-29,seed=11"
@@ -371,8 +371,8 @@ def _peer_python() -> Path:
 
 def _lgb_extra(spec: str, root: Path) -> dict[str, Any]:
     """What qonline's train_task adds to a strategy's LightGBM parameters (the Qlib peers add the same)."""
+    from quant_core.models.training import SEED
     from quant_core.settings import load_settings
-    from quant_core.training import SEED
 
     num_threads = load_settings(lake_uri=str(root), source=spec).num_threads
     return {"num_threads": num_threads, "seed": SEED, "deterministic": True, "force_row_wise": True}
@@ -435,20 +435,20 @@ def routine_daily(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     from flows.daily_routine import daily_routine
     from flows.first_train import first_train
     from flows.local_services import private_redis, stop_process_group
-    from quant_core.feature_store import update_features, update_labels
+    from quant_core.data.lake import Lake
     from quant_core.features import get_feature_set
-    from quant_core.labels import LABEL0
-    from quant_core.lake import Lake
+    from quant_core.features.labels import LABEL0
+    from quant_core.features.store import update_features, update_labels
+    from quant_core.models.registry import ModelRegistry
     from quant_core.online.predictions import LoadedModel, prediction_dataset, update_predictions
     from quant_core.online.redis_sink import SignalStore, connect
-    from quant_core.registry import ModelRegistry
 
     spec, start, end = _spec(a)
     root = work / f"routine-{a.symbols}x{a.years}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     lake_dir = root / "lake"
-    from quant_core.sources import parse_source
+    from quant_core.data.sources import parse_source
 
     cal_all = parse_source(spec).calendar()  # type: ignore[attr-defined]
     first_as_of = cal_all[-26]
@@ -554,7 +554,7 @@ def csi300_quarter(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     from flows.first_train import first_train
     from flows.ingest import ingest
     from flows.local_services import private_redis
-    from quant_core.lake import Lake
+    from quant_core.data.lake import Lake
     from quant_core.online.monitoring import monitoring_dataset
     from quant_core.online.promotion import PromotionLog
 
@@ -616,9 +616,9 @@ def qlib_online_routine(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     settings). See benchmarks/qlib_online_peer.py for what is timed on Qlib's side.
     """
     from quant_core.calendar import TradingCalendar
-    from quant_core.labels import LABEL0
-    from quant_core.sources import parse_source
-    from quant_core.strategy import get_strategy
+    from quant_core.data.sources import parse_source
+    from quant_core.features.labels import LABEL0
+    from quant_core.models.strategy import get_strategy
 
     _peer_python()
     spec, start, _end = _spec(a)
@@ -674,8 +674,8 @@ def _year(a: argparse.Namespace) -> dict[str, Any]:
     train from the first bar to ``f-274``, valid ``f-273 .. f-24``, test from ``f-19`` (step 20, so
     the first training trains one task and the next is due on the first replayed session).
     """
-    from quant_core.sources import parse_source
-    from quant_core.sources.synthetic import trading_days
+    from quant_core.data.sources import parse_source
+    from quant_core.data.sources.synthetic import trading_days
 
     spec, start, _end = _spec(a)
     source = parse_source(spec)
@@ -710,8 +710,8 @@ def _ic_summary(signals: Any, labels: Any, days: list[date]) -> dict[str, Any]:
 
 
 def _lake_labels(lake: Any, days: list[date]) -> Any:
-    from quant_core.feature_store import label_dataset
-    from quant_core.labels import LABEL0
+    from quant_core.features.labels import LABEL0
+    from quant_core.features.store import label_dataset
 
     labels = label_dataset(lake, LABEL0).read(days[0], days[-1]).to_pandas()
     return labels[["date", "symbol", "LABEL0"]]
@@ -771,10 +771,10 @@ def backfill_year(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     import yaml
 
     from flows.local_services import private_redis, stop_process_group
-    from quant_core.feature_store import update_features, update_labels
+    from quant_core.data.lake import Lake
     from quant_core.features import get_feature_set
-    from quant_core.labels import LABEL0
-    from quant_core.lake import Lake
+    from quant_core.features.labels import LABEL0
+    from quant_core.features.store import update_features, update_labels
 
     y = _year(a)
     spec, start, first_as_of, days = y["spec"], y["start"], y["first_as_of"], y["days"]
@@ -850,9 +850,9 @@ def backfill_year(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         stop_process_group(server)
 
     # the same end state: models (version, task id, test start, fingerprint, online) and signals
+    from quant_core.models.registry import ModelRegistry
     from quant_core.online.monitoring import monitoring_dataset
     from quant_core.online.signals import read_signals
-    from quant_core.registry import ModelRegistry
 
     models, signals, lakes = {}, {}, {}
     for side in ("backfill", "replay"):
@@ -908,9 +908,9 @@ def qlib_simulate_year(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     import pandas as pd
 
     from quant_core.calendar import TradingCalendar
-    from quant_core.labels import LABEL0
-    from quant_core.lake import Lake
-    from quant_core.strategy import get_strategy
+    from quant_core.data.lake import Lake
+    from quant_core.features.labels import LABEL0
+    from quant_core.models.strategy import get_strategy
 
     _peer_python()
     y = _year(a)
@@ -932,7 +932,7 @@ def qlib_simulate_year(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     result["peer_process_s"] = time.perf_counter() - t0
     result.update(rows=a.symbols, model=a.backfill_model, model_params=y["model"], first_as_of=str(first_as_of))
     # the same IC computation as backfill_year: qonline's LABEL0 of the same bars, quant_core's daily_ic
-    from quant_core.feature_store import update_labels
+    from quant_core.features.store import update_labels
 
     lake = Lake(str(root / "lake"))
     lake.write_bars(bars, start, days[-1])
@@ -962,7 +962,7 @@ def _signal_correlation(lake_uri: str, qlib_signals: str, first: str, last: str)
     """Per-date Pearson correlation of qonline's backfilled signal and Qlib's simulated one (same rows)."""
     import pandas as pd
 
-    from quant_core.lake import Lake
+    from quant_core.data.lake import Lake
     from quant_core.online.signals import read_signals
 
     mine = read_signals(Lake(lake_uri), "bench", date.fromisoformat(first), date.fromisoformat(last))

@@ -25,7 +25,9 @@ from flows.first_train import task_runner
 from flows.ingest import expected_sessions
 from flows.params import ChunkSize, Day, StrategyName, flow_settings
 from flows.writer_lock import lake_writer
-from quant_core.lake import Lake
+from quant_core.data.lake import Lake
+from quant_core.models.strategy import StrategyConfig
+from quant_core.models.training import TrainOutcome, check_model_params
 from quant_core.online.backfill import (
     BackfillError,
     PlannedTask,
@@ -40,8 +42,6 @@ from quant_core.online.backfill import (
 from quant_core.online.monitoring import monitoring_dataset
 from quant_core.reporting import markdown_table
 from quant_core.settings import Settings
-from quant_core.strategy import StrategyConfig
-from quant_core.training import TrainOutcome, check_model_params
 from tasks.online import (
     promote_online_model,
     publish_signals,

@@ -236,8 +236,8 @@ def models_list(
     """Every registered version: task id, segments, metrics, online."""
     cfg = _use_config(config)
     from flows.params import flow_settings
-    from quant_core.registry import ModelRegistry
-    from quant_core.strategy import load_strategies
+    from quant_core.models.registry import ModelRegistry
+    from quant_core.models.strategy import load_strategies
 
     settings = _run(flow_settings, cfg, lake_uri=lake)
     names = [strategy] if strategy else sorted(_run(load_strategies, settings.strategies))
@@ -272,7 +272,7 @@ def lake_history(
     """The kept generations of a dataset: when, which run, which range and months, rows after."""
     cfg = _use_config(config)
     from flows.params import flow_settings
-    from quant_core.lake import Lake
+    from quant_core.data.lake import Lake
 
     settings = _run(flow_settings, cfg, lake_uri=lake)
     ds = _run(Lake.from_settings(settings).dataset, dataset)
@@ -293,9 +293,9 @@ def lake_history(
 
 def _registry_and_lake(cfg: str | None, lake: str | None, strategy: str) -> tuple[Any, Any, Any]:
     from flows.params import flow_settings
-    from quant_core.lake import Lake
-    from quant_core.registry import ModelRegistry
-    from quant_core.strategy import get_strategy
+    from quant_core.data.lake import Lake
+    from quant_core.models.registry import ModelRegistry
+    from quant_core.models.strategy import get_strategy
 
     settings = _run(flow_settings, cfg, lake_uri=lake)
     _run(get_strategy, strategy, settings.strategies)

@@ -20,19 +20,19 @@ from flows.first_train import task_runner
 from flows.ingest import expected_sessions, run_day
 from flows.params import Day, StrategyName, flow_settings
 from flows.writer_lock import lake_writer
+from quant_core.data.ingest import GateOutcome
+from quant_core.data.lake import Lake
 from quant_core.errors import ConfigError
-from quant_core.feature_store import feature_dataset, label_dataset
 from quant_core.features import get_feature_set
-from quant_core.ingest import GateOutcome
-from quant_core.labels import get_label
-from quant_core.lake import Lake
+from quant_core.features.labels import get_label
+from quant_core.features.store import feature_dataset, label_dataset
+from quant_core.models.strategy import DEFAULT_STRATEGY, StrategyConfig, get_strategy
+from quant_core.models.training import TrainOutcome, check_model_params
 from quant_core.online.monitoring import recent_rank_ic
 from quant_core.online.redis_sink import connect, mask_url
 from quant_core.online.routine import PromotionOutcome, RoutineError, ServeOutcome
 from quant_core.reporting import markdown_table
 from quant_core.settings import Settings
-from quant_core.strategy import DEFAULT_STRATEGY, StrategyConfig, get_strategy
-from quant_core.training import TrainOutcome, check_model_params
 from tasks.bars import check_sessions, extract_bars, store_bars, validate_bars
 from tasks.features import compute_features, compute_labels
 from tasks.online import (

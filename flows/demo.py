@@ -20,10 +20,10 @@ from flows.first_train import first_train
 from flows.ingest import ingest
 from flows.params import flow_settings
 from quant_core.calendar import TradingCalendar
+from quant_core.data.lake import Lake, describe
 from quant_core.errors import ConfigError
-from quant_core.lake import Lake, describe
+from quant_core.models.strategy import get_strategy
 from quant_core.reporting import markdown_table
-from quant_core.strategy import get_strategy
 
 ARTIFACT_KEY = "demo-report"
 DEMO_STRATEGY = "lgb_light"
@@ -31,7 +31,7 @@ DEMO_STRATEGY = "lgb_light"
 
 def source_calendar(spec: str) -> list[date]:
     """The trading days of a source with a known span (the synthetic market has one)."""
-    from quant_core.sources import parse_source
+    from quant_core.data.sources import parse_source
 
     source = parse_source(spec)
     calendar = getattr(source, "calendar", None)

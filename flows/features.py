@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.params import flow_settings
 from flows.writer_lock import lake_writer
-from quant_core.feature_store import StoreUpdate
+from quant_core.features.store import StoreUpdate
 from quant_core.reporting import markdown_table
 from tasks.features import compute_features, compute_labels
 from tasks.retry import writer_id

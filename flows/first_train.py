@@ -11,10 +11,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.params import Day, StrategyName, flow_settings
 from flows.writer_lock import lake_writer
-from quant_core.lake import Lake
+from quant_core.data.lake import Lake
+from quant_core.models.strategy import DEFAULT_STRATEGY, get_strategy
+from quant_core.models.training import TrainOutcome, check_model_params
 from quant_core.reporting import markdown_table
-from quant_core.strategy import DEFAULT_STRATEGY, get_strategy
-from quant_core.training import TrainOutcome, check_model_params
 from tasks.online import promote_online_model
 from tasks.retry import writer_id
 from tasks.training import registry_of, train_rolling_models

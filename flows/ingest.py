@@ -10,12 +10,12 @@ from prefect.artifacts import create_markdown_artifact
 from flows.features import update_summary, updates_table
 from flows.params import Day, flow_settings
 from flows.writer_lock import lake_writer
+from quant_core.data.ingest import GateOutcome
+from quant_core.data.lake import Lake, WriteResult, describe
 from quant_core.exchange import RunDay, business_day, get_exchange
-from quant_core.feature_store import StoreUpdate, dependent_ranges
 from quant_core.features import get_feature_set
-from quant_core.ingest import GateOutcome
-from quant_core.labels import get_label
-from quant_core.lake import Lake, WriteResult, describe
+from quant_core.features.labels import get_label
+from quant_core.features.store import StoreUpdate, dependent_ranges
 from quant_core.reporting import markdown_table
 from tasks.bars import check_sessions, extract_bars, store_bars, validate_bars
 from tasks.features import compute_features, compute_labels

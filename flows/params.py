@@ -19,9 +19,9 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, WithJsonSchema
 
 from quant_core.errors import ConfigError, QonlineError
+from quant_core.models.strategy import load_strategies
 from quant_core.online.backfill import MAX_CHUNK
 from quant_core.settings import Settings, load_settings
-from quant_core.strategy import load_strategies
 
 logger = logging.getLogger(__name__)
 SECRET_PREFIX = "prefect-secret:"

@@ -3,7 +3,7 @@
 Two layers. With ``prefect_concurrency_limit`` set (deployments: ``qonline-lake-writer``, created
 with limit 1), the run first takes a slot of that Prefect global concurrency limit, so the Prefect
 UI shows who waits for whom. Then, always, it takes the lake's own writer lease
-(:mod:`quant_core.lease`), which needs no Prefect server and also covers CLI runs, other Prefect
+(:mod:`quant_core.data.lease`), which needs no Prefect server and also covers CLI runs, other Prefect
 servers and other hosts. The lake's per-dataset compare-and-swap stays the last line: even a
 writer outside both guards cannot make a commit lose another.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from quant_core.lake import Lake
-from quant_core.lease import LakeLease, LeaseBusy
+from quant_core.data.lake import Lake
+from quant_core.data.lease import LakeLease, LeaseBusy
 from quant_core.settings import Settings
 
 

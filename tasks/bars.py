@@ -8,9 +8,9 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from quant_core.data.ingest import GateOutcome, extract, store, validate
+from quant_core.data.lake import Lake, WriteResult
 from quant_core.exchange import FeedCheck, check_feed, require_feed
-from quant_core.ingest import GateOutcome, extract, store, validate
-from quant_core.lake import Lake, WriteResult
 from quant_core.settings import Settings
 from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error, writer_id
 

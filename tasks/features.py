@@ -7,10 +7,10 @@ from datetime import date
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from quant_core.feature_store import StoreUpdate, update_features, update_labels
+from quant_core.data.lake import Lake
 from quant_core.features import get_feature_set
-from quant_core.labels import get_label
-from quant_core.lake import Lake
+from quant_core.features.labels import get_label
+from quant_core.features.store import StoreUpdate, update_features, update_labels
 from quant_core.settings import Settings
 from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error, writer_id
 

@@ -8,7 +8,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from quant_core.calendar import TradingCalendar
-from quant_core.lake import Lake
+from quant_core.data.lake import Lake
+from quant_core.models.rolling import RollingTask
+from quant_core.models.strategy import get_strategy
 from quant_core.online.monitoring import MonitoringUpdate
 from quant_core.online.redis_sink import PublishResult, RedisError, SignalStore, connect
 from quant_core.online.routine import (
@@ -22,9 +24,7 @@ from quant_core.online.routine import (
     serve,
 )
 from quant_core.online.signals import SignalUpdate
-from quant_core.rolling import RollingTask
 from quant_core.settings import Settings
-from quant_core.strategy import get_strategy
 from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error, writer_id
 from tasks.training import registry_of
 

@@ -28,7 +28,7 @@ def writer_id() -> str:
     """Who writes to the lake, for its history: the current flow run (name and id), else host and pid."""
     from prefect.runtime import flow_run
 
-    from quant_core.lake import default_writer
+    from quant_core.data.lake import default_writer
 
     run_id = flow_run.id
     return f"flow run {flow_run.name} ({run_id})" if run_id else default_writer()

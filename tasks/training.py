@@ -9,11 +9,11 @@ from datetime import date
 from prefect import get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from quant_core.lake import Lake
-from quant_core.registry import ModelInfo, ModelRegistry
-from quant_core.rolling import RollingTask
+from quant_core.data.lake import Lake
+from quant_core.models.registry import ModelInfo, ModelRegistry
+from quant_core.models.rolling import RollingTask
+from quant_core.models.training import TrainedModel, TrainOutcome, assemble, train_task
 from quant_core.settings import Settings
-from quant_core.training import TrainedModel, TrainOutcome, assemble, train_task
 from tasks.retry import IO_RETRY_DELAYS, retry_on_io_error
 
 # Reuse is decided by the registry (task id + data fingerprint), which survives across runs and

@@ -1,6 +1,6 @@
 """The feature engine: bars in the bar schema -> one row of features per (date, symbol).
 
-Date semantics (shared with :mod:`quant_core.labels`):
+Date semantics (shared with :mod:`quant_core.features.labels`):
 
 * The trading calendar is the sorted set of dates present in ``bars``.
 * Each symbol's series spans its first to its last bar. Days inside the span without a bar
@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from quant_core.bars import STRING_DTYPE
+from quant_core.data.bars import STRING_DTYPE
 from quant_core.errors import QonlineError
 from quant_core.features import kernels
 from quant_core.features.expressions import Expr, Value, evaluate_fused

@@ -18,7 +18,7 @@ class FeatureSet:
     """A named, ordered set of features: column ``names[i]`` is ``expressions[i]``.
 
     Features must be point in time: an expression that looks into the future (``Ref(x, -1)``) is
-    rejected; future-looking expressions belong to labels (:mod:`quant_core.labels`).
+    rejected; future-looking expressions belong to labels (:mod:`quant_core.features.labels`).
 
     Attributes:
         name: the set's name (``"alpha158"``); it names the lake folder ``features/<name>/``.

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from quant_core.calendar import TradingCalendar
+from quant_core.data.lake import Lake
 from quant_core.errors import QonlineError
-from quant_core.lake import Lake
+from quant_core.models.registry import ModelRegistry
+from quant_core.models.rolling import RollingTask
+from quant_core.models.strategy import StrategyConfig
 from quant_core.online.promotion import PromotionLog
 from quant_core.online.signals import signal_dataset
-from quant_core.registry import ModelRegistry
-from quant_core.rolling import RollingTask
-from quant_core.strategy import StrategyConfig
 
 MAX_CHUNK = 260
 

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from quant_core.feature_store import label_dataset
-from quant_core.labels import get_label
-from quant_core.lake import COMMIT_RETRIES, Dataset, Lake
+from quant_core.data.lake import COMMIT_RETRIES, Dataset, Lake
+from quant_core.features.labels import get_label
+from quant_core.features.store import label_dataset
 from quant_core.online.signals import read_signals
 
 logger = logging.getLogger(__name__)

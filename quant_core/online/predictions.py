@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from quant_core.data.lake import COMMIT_RETRIES, Dataset, Lake
 from quant_core.errors import QonlineError
-from quant_core.feature_store import feature_dataset
 from quant_core.features import get_feature_set
-from quant_core.lake import COMMIT_RETRIES, Dataset, Lake
-from quant_core.processors import ProcessorPipeline
+from quant_core.features.store import feature_dataset
+from quant_core.models.processors import ProcessorPipeline
 
 logger = logging.getLogger(__name__)
 SCHEMA = pa.schema([pa.field("date", pa.date32(), nullable=False), pa.field("symbol", pa.large_string()),

@@ -31,9 +31,9 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from quant_core.calendar import TradingCalendar
-from quant_core.commit import WriteConflict
+from quant_core.data.commit import WriteConflict
+from quant_core.data.lake import Dataset, Lake
 from quant_core.errors import QonlineError
-from quant_core.lake import Dataset, Lake
 
 logger = logging.getLogger(__name__)
 Kind = Literal["scheduled", "gate_failed", "manual", "rollback"]

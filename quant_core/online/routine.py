@@ -15,8 +15,11 @@ from datetime import date
 import pandas as pd
 
 from quant_core.calendar import TradingCalendar
+from quant_core.data.lake import Lake
 from quant_core.errors import QonlineError
-from quant_core.lake import Lake
+from quant_core.models.registry import ModelRegistry
+from quant_core.models.rolling import RollingTask
+from quant_core.models.strategy import StrategyConfig
 from quant_core.online.monitoring import MonitoringUpdate, update_monitoring
 from quant_core.online.predictions import LoadedModel, PredictionUpdate, update_predictions
 from quant_core.online.promotion import (
@@ -39,9 +42,6 @@ from quant_core.online.signals import (
     signal_dataset,
     write_signals,
 )
-from quant_core.registry import ModelRegistry
-from quant_core.rolling import RollingTask
-from quant_core.strategy import StrategyConfig
 
 logger = logging.getLogger(__name__)
 

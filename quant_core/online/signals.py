@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from quant_core.data.lake import COMMIT_RETRIES, Dataset, Lake, WriteResult
 from quant_core.errors import QonlineError
-from quant_core.lake import COMMIT_RETRIES, Dataset, Lake, WriteResult
 from quant_core.online.predictions import read_predictions
 
 logger = logging.getLogger(__name__)

@@ -29,12 +29,12 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from quant_core.calendar import TradingCalendar
-from quant_core.lake import Lake
-from quant_core.lease import LakeLease
+from quant_core.data.lake import Lake
+from quant_core.data.lease import LakeLease
+from quant_core.data.sources import parse_source
+from quant_core.models.registry import ModelRegistry
 from quant_core.online.promotion import PromotionLog
 from quant_core.online.redis_sink import SignalStore, connect
-from quant_core.registry import ModelRegistry
-from quant_core.sources import parse_source
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration

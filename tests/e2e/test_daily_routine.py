@@ -22,13 +22,13 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from quant_core.calendar import TradingCalendar
-from quant_core.lake import Lake
+from quant_core.data.lake import Lake
+from quant_core.data.sources import parse_source
+from quant_core.models.registry import ModelRegistry
 from quant_core.online.predictions import LoadedModel
 from quant_core.online.promotion import PromotionLog
 from quant_core.online.redis_sink import SignalStore, connect
 from quant_core.online.signals import read_signals
-from quant_core.registry import ModelRegistry
-from quant_core.sources import parse_source
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()

@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from quant_core.feature_store import feature_dataset, label_dataset
+from quant_core.data.lake import Lake
+from quant_core.data.sources import parse_source
 from quant_core.features import get_feature_set
-from quant_core.labels import LABEL0
-from quant_core.lake import Lake
+from quant_core.features.labels import LABEL0
+from quant_core.features.store import feature_dataset, label_dataset
 from quant_core.online.promotion import PromotionLog
 from quant_core.online.signals import read_signals
 from quant_core.settings import DEFAULT_SOURCE
-from quant_core.sources import parse_source
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from quant_core.lake import Lake
+from quant_core.data.lake import Lake
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +68,8 @@ def test_daily_increment_appends_one_day_with_its_features(base_lake: Path, tmp_
     assert (feats["start"], feats["end"], feats["rows"]) == ("2021-03-01", "2021-03-01", n)
     assert labels["end"] == "2021-02-25"
     # ... and they equal a one-pass recompute of the same lake from scratch
-    from quant_core.feature_store import update_features
     from quant_core.features import get_feature_set
+    from quant_core.features.store import update_features
 
     fresh = Lake(str(tmp_path / "fresh"))
     fresh.write_bars(lake.read_bars(), "2021-01-01", "2021-03-01")
@@ -115,7 +115,7 @@ def _write(df: pd.DataFrame, tmp: Path, name: str = "drop.csv") -> Path:
 
 def _march(base_lake: Path, tmp_path: Path) -> pd.DataFrame:
     """Valid bars for 2021-03-01..03-05, taken from the same synthetic market."""
-    from quant_core.sources import parse_source
+    from quant_core.data.sources import parse_source
 
     df = parse_source(SYN).extract(date(2021, 3, 1), date(2021, 3, 5))
     df["date"] = df["date"].dt.strftime("%Y-%m-%d")

@@ -14,14 +14,14 @@ import httpx
 import pytest
 
 from flows.local_services import free_port, stop_process_group
-from quant_core.feature_store import update_features, update_labels
+from quant_core.data.lake import Lake
+from quant_core.data.sources import parse_source
 from quant_core.features import get_feature_set
-from quant_core.labels import LABEL0
-from quant_core.lake import Lake
-from quant_core.registry import ModelRegistry
-from quant_core.sources import parse_source
-from quant_core.strategy import StrategyConfig
-from quant_core.training import assemble, train_task
+from quant_core.features.labels import LABEL0
+from quant_core.features.store import update_features, update_labels
+from quant_core.models.registry import ModelRegistry
+from quant_core.models.strategy import StrategyConfig
+from quant_core.models.training import assemble, train_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

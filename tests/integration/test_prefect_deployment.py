@@ -28,9 +28,9 @@ import pytest
 import yaml
 
 from flows.local_services import free_port, stop_process_group
-from quant_core.lake import Lake
+from quant_core.data.lake import Lake
+from quant_core.models.registry import ModelRegistry
 from quant_core.online.redis_sink import SignalStore, connect
-from quant_core.registry import ModelRegistry
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from quant_core.bars import coerce_bars
+from quant_core.data.bars import coerce_bars
+from quant_core.data.lake import Lake
 from quant_core.errors import LakeError
-from quant_core.lake import Lake
 from quant_core.settings import S3Options
 
 pytestmark = pytest.mark.integration
@@ -91,8 +91,8 @@ def test_reader_never_sees_a_half_replaced_date(s3_server, bars: pd.DataFrame) -
 def test_parquet_source_on_s3(s3_server, bars: pd.DataFrame) -> None:
     import boto3
 
-    from quant_core.sources import parse_source
-    from quant_core.storage import make_resolver
+    from quant_core.data.sources import parse_source
+    from quant_core.data.storage import make_resolver
 
     client = boto3.client(
         "s3", endpoint_url=s3_server.endpoint_url, aws_access_key_id=s3_server.access_key,
@@ -140,7 +140,7 @@ def test_two_processes_racing_on_s3_lose_no_write(s3_server, mode: str) -> None:
 def test_s3_conflict_history_and_external_readers(s3_server) -> None:
     import pyarrow as pa
 
-    from quant_core.commit import WriteConflict
+    from quant_core.data.commit import WriteConflict
 
     def day(d: str, v: float) -> pa.Table:
         x = date.fromisoformat(d)
@@ -175,7 +175,7 @@ def test_s3_conflict_history_and_external_readers(s3_server) -> None:
 
 
 def test_writer_lease_on_s3_refuses_a_second_run_and_is_freed(s3_server) -> None:
-    from quant_core.lease import LakeLease, LeaseBusy
+    from quant_core.data.lease import LakeLease, LeaseBusy
 
     lake = Lake(f"s3://{s3_server.bucket}/leased", _options(s3_server))
     with LakeLease(lake, "backfill on s3", ttl=1.2) as lease:

@@ -13,14 +13,14 @@ import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
-from quant_core.feature_store import update_features, update_labels
+from quant_core.data.lake import Lake
+from quant_core.data.sources import parse_source
 from quant_core.features import get_feature_set
-from quant_core.labels import LABEL0
-from quant_core.lake import Lake
-from quant_core.registry import ModelRegistry
-from quant_core.sources import parse_source
-from quant_core.strategy import get_strategy
-from quant_core.training import assemble, train_task
+from quant_core.features.labels import LABEL0
+from quant_core.features.store import update_features, update_labels
+from quant_core.models.registry import ModelRegistry
+from quant_core.models.strategy import get_strategy
+from quant_core.models.training import assemble, train_task
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -174,7 +174,7 @@ def test_online_alias_lookups_and_no_orphans(env: Path, prefect_server: None, mo
         raise ConnectionResetError("the reply was lost (simulated)")
 
     monkeypatch.setattr(reg.client, "create_model_version", lost_reply)
-    from quant_core.registry import RegistryError
+    from quant_core.models.registry import RegistryError
 
     with pytest.raises(RegistryError, match="registering in MLflow .* failed: the reply was lost"):
         reg.register(trained)
@@ -192,7 +192,7 @@ def test_online_alias_lookups_and_no_orphans(env: Path, prefect_server: None, mo
 def test_transient_registry_errors_are_retried_and_others_raised(env: Path) -> None:
     from mlflow.exceptions import MlflowException
 
-    from quant_core.registry import RegistryError
+    from quant_core.models.registry import RegistryError
 
     reg = ModelRegistry(f"sqlite:///{env.parent / 'transient.db'}", retry_delays=(0.01, 0.01, 0.01))
     reg.prepare("s")

@@ -40,7 +40,7 @@ def _worker(uri: str, s3: dict[str, Any] | None, mode: str, worker: int, rounds:
             barrier: Any, out: Any) -> None:
     from pydantic import SecretStr
 
-    from quant_core.lake import Lake
+    from quant_core.data.lake import Lake
     from quant_core.settings import S3Options
 
     options = None

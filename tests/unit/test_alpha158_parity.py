@@ -18,7 +18,7 @@ import pytest
 
 from quant_core.features import FeatureSet, compute_features, get_feature_set
 from quant_core.features.alpha158 import WINDOWS
-from quant_core.labels import LABEL0, compute_labels
+from quant_core.features.labels import LABEL0, compute_labels
 
 log = logging.getLogger(__name__)
 

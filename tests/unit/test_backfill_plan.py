@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from quant_core.calendar import TradingCalendar
+from quant_core.models.strategy import StrategyConfig
 from quant_core.online.backfill import BackfillError, check_chunk, check_range, chunks, plan_tasks
-from quant_core.strategy import StrategyConfig
 
 STRATEGY = StrategyConfig.model_validate({
     "name": "monthly", "rolling": {"step": 20},

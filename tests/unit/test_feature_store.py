@@ -10,18 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quant_core.data.lake import Lake
+from quant_core.data.sources import parse_source
 from quant_core.errors import CalendarError
-from quant_core.feature_store import (
+from quant_core.features import FeatureInputError, FeatureSetError, get_feature_set
+from quant_core.features.labels import LABEL0, get_label
+from quant_core.features.store import (
     dependent_ranges,
     feature_dataset,
     label_dataset,
     update_features,
     update_labels,
 )
-from quant_core.features import FeatureInputError, FeatureSetError, get_feature_set
-from quant_core.labels import LABEL0, get_label
-from quant_core.lake import Lake
-from quant_core.sources import parse_source
 
 SPEC = "synthetic:symbols=16,start=2020-01-01,end=2020-10-30,seed=2"  # 3 late listings, 1 delisting
 FS = get_feature_set("alpha158")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from quant_core.features import FeatureInputError, Field, Ref
-from quant_core.labels import LABEL0, Label, LabelError, compute_labels, get_label, label_for_horizon
+from quant_core.features.labels import LABEL0, Label, LabelError, compute_labels, get_label, label_for_horizon
 
 
 def bars(closes: dict[str, list[float | None]], factor: dict[str, list[float]] | None = None) -> pd.DataFrame:

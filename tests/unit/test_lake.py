@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from quant_core.bars import coerce_bars
+from quant_core.data.bars import coerce_bars
+from quant_core.data.lake import Lake
 from quant_core.errors import LakeError
-from quant_core.lake import Lake
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def _interleave(ds, other_write):  # type: ignore[no-untyped-def]
 
 
 def test_a_lost_commit_race_raises_and_leaves_no_trace(tmp_path: Path) -> None:
-    from quant_core.commit import WriteConflict
+    from quant_core.data.commit import WriteConflict
 
     lake = Lake(str(tmp_path / "lake"))
     ds = lake.dataset("x")
@@ -192,7 +192,7 @@ def test_a_lost_commit_race_is_re_applied_on_the_new_manifest(tmp_path: Path) ->
 
 
 def test_retries_exhausted_is_a_clear_error_and_nothing_changes(tmp_path: Path) -> None:
-    from quant_core.commit import WriteConflict
+    from quant_core.data.commit import WriteConflict
 
     lake = Lake(str(tmp_path / "lake"))
     ds = lake.dataset("x")
@@ -274,7 +274,7 @@ def test_to_pyarrow_dataset_is_the_current_generation_only(tmp_path: Path) -> No
 
 
 def test_a_failed_upload_removes_the_months_already_uploaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import quant_core.lake as lake_module
+    import quant_core.data.lake as lake_module
 
     lake = Lake(str(tmp_path / "lake"))
     ds = lake.dataset("x")

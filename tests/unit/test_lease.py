@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from quant_core.lake import Lake
-from quant_core.lease import LEASE_FOLDER, LEASE_NAME, LakeLease, LeaseBusy
+from quant_core.data.lake import Lake
+from quant_core.data.lease import LEASE_FOLDER, LEASE_NAME, LakeLease, LeaseBusy
 
 
 def _hold(root: str, seconds: float, started: Any) -> None:
@@ -144,7 +144,7 @@ def test_bad_lease_arguments() -> None:
 
 
 def test_a_run_whose_lease_was_taken_over_fails_at_its_end(tmp_path: Path) -> None:
-    from quant_core.lease import LeaseLost
+    from quant_core.data.lease import LeaseLost
 
     root = tmp_path / "lake"
     with (pytest.raises(LeaseLost, match="lost it to another run while it was still writing"),

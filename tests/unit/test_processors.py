@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from quant_core.errors import QonlineError
-from quant_core.processors import (
+from quant_core.models.processors import (
     LGB_DEFAULT_PROCESSORS,
     PROCESSORS,
     CSRankNorm,
@@ -421,6 +421,6 @@ def test_from_json_rejects_unknown_version_and_missing_state() -> None:
 
 
 def test_inference_processor_after_learn_only_one_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="quant_core.processors"):
+    with caplog.at_level(logging.WARNING, logger="quant_core.models.processors"):
         ProcessorPipeline([{"name": "DropnaLabel"}, {"name": "CSZScoreNorm"}])
     assert "after the learn-only" in caplog.text

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from quant_core.calendar import TradingCalendar
-from quant_core.lake import Lake
+from quant_core.data.lake import Lake
 from quant_core.online.promotion import (
     Candidate,
     Gate,

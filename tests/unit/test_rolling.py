@@ -19,8 +19,8 @@ import pytest
 from pydantic import ValidationError
 
 from quant_core.calendar import TradingCalendar
-from quant_core.labels import LABEL0, get_label
-from quant_core.rolling import (
+from quant_core.features.labels import LABEL0, get_label
+from quant_core.models.rolling import (
     ProcessorSpec,
     RollingError,
     RollingGen,
@@ -470,7 +470,7 @@ def test_task_ids_do_not_depend_on_how_much_calendar_is_known(cal: TradingCalend
 
 def test_task_id_is_the_same_in_another_process(template_a: RollingTask) -> None:
     code = (
-        "import sys; from quant_core.rolling import RollingTask; "
+        "import sys; from quant_core.models.rolling import RollingTask; "
         "print(RollingTask.from_json(sys.stdin.read()).task_id)"
     )
     out = subprocess.run(

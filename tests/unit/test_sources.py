@@ -16,9 +16,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from quant_core.bars import BAR_COLUMNS, BarSchemaError, bars_to_table, empty_bars
-from quant_core.errors import QonlineError
-from quant_core.sources import (
+from quant_core.data.bars import BAR_COLUMNS, BarSchemaError, bars_to_table, empty_bars
+from quant_core.data.sources import (
     Source,
     SourceError,
     available_schemes,
@@ -26,8 +25,9 @@ from quant_core.sources import (
     parse_source,
     register_source,
 )
-from quant_core.sources.files import FileSource
-from quant_core.sources.qlib_bin import QlibBinSource
+from quant_core.data.sources.files import FileSource
+from quant_core.data.sources.qlib_bin import QlibBinSource
+from quant_core.errors import QonlineError
 
 ALL = (date(1990, 1, 1), date(2099, 12, 31))
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_core.bars import BAR_COLUMNS, invalid_symbols
-from quant_core.sources import Source, SourceError, parse_source
-from quant_core.sources.synthetic import SyntheticParams, SyntheticSource, trading_days
+from quant_core.data.bars import BAR_COLUMNS, invalid_symbols
+from quant_core.data.sources import Source, SourceError, parse_source
+from quant_core.data.sources.synthetic import SyntheticParams, SyntheticSource, trading_days
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from quant_core.validation import (  # noqa: E402
+from quant_core.data.validation import (  # noqa: E402
     BarsValidationError,
     RuleFailure,
     SuiteLoadError,

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from quant_core.errors import QonlineError
+from quant_core.models.rolling import RollingError, RollingTask
+from quant_core.models.training import TrainedModel, task_json
 from quant_core.online.predictions import ModelArtifacts
-from quant_core.rolling import RollingError, RollingTask
-from quant_core.training import TrainedModel, task_json
 
 logger = logging.getLogger(__name__)
 ONLINE_ALIAS = "online"

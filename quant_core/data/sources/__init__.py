@@ -3,18 +3,18 @@
 A source is named by a *spec*, ``scheme:body``:
 
 - ``synthetic:symbols=N,start=YYYY-MM-DD,end=YYYY-MM-DD,seed=S`` -- a deterministic simulated market
-  with a planted, learnable signal (:mod:`quant_core.sources.synthetic`);
+  with a planted, learnable signal (:mod:`quant_core.data.sources.synthetic`);
 - ``parquet:PATH`` and ``csv:PATH`` -- a file, or a folder searched recursively, local or ``s3://``
-  (:mod:`quant_core.sources.files`);
-- ``qlib:PATH`` -- a Qlib binary data directory (:mod:`quant_core.sources.qlib_bin`).
+  (:mod:`quant_core.data.sources.files`);
+- ``qlib:PATH`` -- a Qlib binary data directory (:mod:`quant_core.data.sources.qlib_bin`).
 
 Every source answers :meth:`Source.extract` for an *inclusive* date range ``[start, end]`` with bars in
-the bar schema (:mod:`quant_core.bars`), sorted by ``(date, symbol)``. Sources convert types and map
+the bar schema (:mod:`quant_core.data.bars`), sorted by ``(date, symbol)``. Sources convert types and map
 column layouts; they do not judge values (NaN prices, negative volumes, broken OHLC envelopes): that is
 the validation gate's job, so its report can name every offending row.
 
 Paths go through a :data:`Resolver`. The default one reads the local filesystem only; for ``s3://``
-paths pass one bound to the lake/S3 settings, e.g. ``quant_core.storage.make_resolver(settings.s3)``.
+paths pass one bound to the lake/S3 settings, e.g. ``quant_core.data.storage.make_resolver(settings.s3)``.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def local_resolver(uri: str) -> tuple[pafs.FileSystem, str]:
         raise SourceError(
             f"{uri!r} is an s3:// path but no S3 connection is configured: configure the lake/S3 "
             "settings (QONLINE_S3_ENDPOINT_URL, AWS credentials) and pass a resolver bound to them, "
-            "e.g. parse_source(spec, resolve=quant_core.storage.make_resolver(settings.s3))"
+            "e.g. parse_source(spec, resolve=quant_core.data.storage.make_resolver(settings.s3))"
         )
     path = uri.removeprefix("file://")
     if "://" in path:
@@ -119,7 +119,7 @@ def _load_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     # imported here, not at the top: the submodules import SourceError and helpers from this package
-    from quant_core.sources import files, qlib_bin, synthetic
+    from quant_core.data.sources import files, qlib_bin, synthetic
 
     for scheme, factory in (
         ("synthetic", synthetic.from_spec),

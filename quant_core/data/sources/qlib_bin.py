@@ -28,8 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from quant_core.bars import coerce_bars, empty_bars, sort_bars
-from quant_core.sources import Resolver, SourceError, check_range
+from quant_core.data.bars import coerce_bars, empty_bars, sort_bars
+from quant_core.data.sources import Resolver, SourceError, check_range
 
 __all__ = ["QlibBinSource", "from_spec"]
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from quant_core.calendar import TradingCalendar, to_date
 from quant_core.errors import ConfigError
-from quant_core.labels import get_label
-from quant_core.rolling import ProcessorSpec, RollingGen, RollingTask, Segment, Segments
+from quant_core.features.labels import get_label
+from quant_core.models.rolling import ProcessorSpec, RollingGen, RollingTask, Segment, Segments
 
 DEFAULT_STRATEGY = "lgb_alpha158"
-#: strategies shipped in quant_core/strategies/ (a configured strategy of the same name overrides one)
+#: strategies shipped in quant_core/models/strategies/ (a configured strategy of the same name overrides one)
 BUILTIN_STRATEGIES = ("lgb_alpha158", "lgb_light")
 #: keys of the model mapping that steer training rather than LightGBM itself
 TRAINING_KEYS = frozenset({"num_boost_round", "early_stopping_rounds"})
@@ -133,7 +133,7 @@ class StrategyConfig(BaseModel):
 
 
 def _builtin(name: str) -> dict[str, Any]:
-    text = resources.files("quant_core.strategies").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text = resources.files("quant_core.models.strategies").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     data: dict[str, Any] = yaml.safe_load(text)
     return data
 

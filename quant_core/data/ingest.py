@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from quant_core.calendar import to_date
-from quant_core.lake import Lake, WriteResult
+from quant_core.data.lake import Lake, WriteResult
+from quant_core.data.storage import make_resolver
 from quant_core.settings import Settings
-from quant_core.storage import make_resolver
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class GateOutcome:
 
 def extract(spec: str, start: date | str, end: date | str, settings: Settings) -> pd.DataFrame:
     """Bars of the inclusive range ``[start, end]`` from the source named by ``spec``."""
-    from quant_core.sources import parse_source
+    from quant_core.data.sources import parse_source
 
     lo, hi = to_date(start), to_date(end)
     if lo > hi:
@@ -77,7 +77,7 @@ def validate(
         BarsValidationError: the error-level suite failed. The report is written first (only
             ``reports/`` changes); nothing else in the lake is touched.
     """
-    from quant_core.validation import BarsValidationError, ValidationConfig, validate_bars
+    from quant_core.data.validation import BarsValidationError, ValidationConfig, validate_bars
 
     lo, hi = to_date(start), to_date(end)
     config = ValidationConfig(

@@ -16,7 +16,7 @@ on both ends; only the test segment may be open (``end=None``: up to the latest 
   (#1660: a ``TypeError`` when a shift lands exactly one past the calendar) is fixed: it stops cleanly.
 
 Point in time (DESIGN invariant 2). The label of day ``t`` needs the close of ``t + L`` (``L`` =
-:attr:`quant_core.labels.Label.lookahead`). A model for the test segment starting at ``T`` is trained
+:attr:`quant_core.features.labels.Label.lookahead`). A model for the test segment starting at ``T`` is trained
 before the close of ``T``, when the last known close is that of ``T-1``, so the label of ``t`` may be
 used only if ``t + L <= T - 1``, i.e. ``t <= T - (L + 1)`` (:func:`train_cutoff`). Truncating by
 ``trunc_days >= L + 1`` (:func:`min_trunc_days`) guarantees it; :class:`RollingGen` refuses a smaller
@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quant_core.calendar import TradingCalendar, to_date
 from quant_core.errors import CalendarError, QonlineError
-from quant_core.labels import Label, LabelError, get_label
+from quant_core.features.labels import Label, LabelError, get_label
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 
-from quant_core.commit import Current, WriteConflict
+from quant_core.data.commit import Current, WriteConflict
+from quant_core.data.lake import Lake
 from quant_core.errors import QonlineError
-from quant_core.lake import Lake
 
 logger = logging.getLogger(__name__)
 LEASE_FOLDER = "_locks"

@@ -2,7 +2,7 @@
 
 ``PATH`` is a file or a folder (every ``*.csv`` / ``*.parquet`` file below it, recursively, in sorted
 path order; names starting with ``.`` or ``_`` are skipped, as Spark and Hive writers use them for
-temporary and marker files), local or ``s3://`` through the :data:`~quant_core.sources.Resolver`.
+temporary and marker files), local or ``s3://`` through the :data:`~quant_core.data.sources.Resolver`.
 Hive-style folders (``date=2020-01-02/part-0.parquet``) supply a column that the files lack.
 
 Column names are matched case-insensitively:
@@ -24,7 +24,7 @@ the symbol when there is no ``symbol``/``instrument``/``ticker``/``code``). Note
 
 Reading converts types only. Unreadable input -- a path that does not exist, a ragged or binary CSV,
 a file that is not Parquet, a missing required column, a value that is not a number in a numeric
-column or not a date in the date column -- raises :class:`~quant_core.sources.SourceError` naming the
+column or not a date in the date column -- raises :class:`~quant_core.data.sources.SourceError` naming the
 file, the line (CSV) or row (Parquet) and the column. Values are not judged (NaN prices, negative
 volumes, duplicates): that is the validation gate's job.
 """
@@ -46,8 +46,8 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from quant_core.bars import REQUIRED_COLUMNS, coerce_bars, empty_bars, sort_bars
-from quant_core.sources import Resolver, SourceError, check_range
+from quant_core.data.bars import REQUIRED_COLUMNS, coerce_bars, empty_bars, sort_bars
+from quant_core.data.sources import Resolver, SourceError, check_range
 
 __all__ = ["COLUMN_ALIASES", "FileSource", "csv_from_spec", "map_columns", "parquet_from_spec"]
 

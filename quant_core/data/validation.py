@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from quant_core.bars import BAR_COLUMNS, SYMBOL_PATTERN
+from quant_core.data.bars import BAR_COLUMNS, SYMBOL_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ _GX_LOCK = threading.RLock()
 
 def default_expectations_dir() -> Path:
     """``<repo>/expectations``, found relative to this package."""
-    return Path(__file__).resolve().parents[1] / "expectations"
+    return Path(__file__).resolve().parents[2] / "expectations"
 
 
 class ValidationConfig(BaseModel):
@@ -274,7 +274,7 @@ def validate_bars(
     """Run the error suite (and the warning suite) on a frame of bars.
 
     Args:
-        bars: the bars to judge (columns of :data:`quant_core.bars.BAR_COLUMNS`; ``vwap`` optional).
+        bars: the bars to judge (columns of :data:`quant_core.data.bars.BAR_COLUMNS`; ``vwap`` optional).
         start: first requested date; every bar must lie in ``[start, end]``.
         end: last requested date.
         today: no bar may be dated after it; defaults to the local calendar date.

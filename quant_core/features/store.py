@@ -18,10 +18,10 @@ import pandas as pd
 import pyarrow as pa
 
 from quant_core.calendar import TradingCalendar, to_date
+from quant_core.data.lake import COMMIT_RETRIES, Dataset, Lake
 from quant_core.errors import CalendarError
 from quant_core.features import FeatureInputError, FeatureSet, compute_features
-from quant_core.labels import Label, compute_labels
-from quant_core.lake import COMMIT_RETRIES, Dataset, Lake
+from quant_core.features.labels import Label, compute_labels
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ Layout under the lake root (DESIGN.md "Data model")::
 Each dataset is a set of month files plus one small ``_manifest.json`` that names the current file
 of every month. A write of the inclusive date range ``[start, end]`` rewrites the months it touches
 into *new* files (named by the hash of their content), then commits a new *generation* of the
-manifest by a compare-and-swap (:mod:`quant_core.commit`: a lock locally, a conditional PUT on S3).
+manifest by a compare-and-swap (:mod:`quant_core.data.commit`: a lock locally, a conditional PUT on S3).
 So a reader sees the old dates or the new ones, never half a date; two writers that read the same
 manifest cannot both succeed (the loser re-applies its replace, or fails with
-:class:`~quant_core.commit.WriteConflict`); a failed writer removes the files it uploaded.
+:class:`~quant_core.data.commit.WriteConflict`); a failed writer removes the files it uploaded.
 Rewriting exactly the stored data commits nothing and changes no byte.
 
 The last ``keep_generations`` generations stay readable (``Dataset.read(..., version=K)``,
@@ -44,9 +44,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from quant_core.bars import BAR_SCHEMA, bars_from_table, bars_to_table
 from quant_core.calendar import TradingCalendar, to_date
-from quant_core.commit import (
+from quant_core.data.bars import BAR_SCHEMA, bars_from_table, bars_to_table
+from quant_core.data.commit import (
     Current,
     LocalManifestStore,
     ManifestStore,
@@ -55,9 +55,9 @@ from quant_core.commit import (
     s3_client,
     write_file_atomic,
 )
+from quant_core.data.storage import resolve
 from quant_core.errors import LakeError
 from quant_core.settings import S3Options, Settings
-from quant_core.storage import resolve
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class Dataset:
     """A date-partitioned dataset of the lake (``bars``, ``features/alpha158``, ...).
 
     Every write commits a new *generation* by a compare-and-swap of ``_manifest.json``
-    (:mod:`quant_core.commit`); the last ``keep_generations`` generations stay readable with
+    (:mod:`quant_core.data.commit`); the last ``keep_generations`` generations stay readable with
     ``read(..., version=K)``, and their files are deleted only once no kept generation names them.
     """
 
@@ -774,7 +774,7 @@ class Lake:
     def manifest_store(self, path: str, uri: str, name: str = MANIFEST) -> ManifestStore:
         """The compare-and-swap store of a small object ``path/name`` (lock locally, conditional PUT on S3).
 
-        A dataset's manifest by default; the lake's writer lease (:mod:`quant_core.lease`) too.
+        A dataset's manifest by default; the lake's writer lease (:mod:`quant_core.data.lease`) too.
         """
         if self.is_local:
             return LocalManifestStore(path, name, uri)
@@ -826,7 +826,7 @@ class Lake:
     ) -> pd.DataFrame:
         """Bars of ``[start, end]`` (inclusive) as a frame in the bar schema."""
         if not self.bars.exists():
-            from quant_core.bars import empty_bars
+            from quant_core.data.bars import empty_bars
 
             return empty_bars()
         table = self.bars.read(start, end, symbols=symbols, columns=columns)
@@ -843,7 +843,7 @@ class Lake:
         d = to_date(day)
         prior = [x for x in cal.range(None, d) if x < d]
         if not prior:
-            from quant_core.bars import empty_bars
+            from quant_core.data.bars import empty_bars
 
             return empty_bars()
         lo = prior[max(0, len(prior) - 40)]

@@ -43,8 +43,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from quant_core.bars import coerce_bars, empty_bars
-from quant_core.sources import Resolver, SourceError, check_range
+from quant_core.data.bars import coerce_bars, empty_bars
+from quant_core.data.sources import Resolver, SourceError, check_range
 
 __all__ = ["SyntheticParams", "SyntheticSource", "from_spec", "parse_params", "trading_days"]
 

@@ -1,6 +1,6 @@
 """Training one rolling task: assemble its data point-in-time, fit LightGBM, measure it.
 
-Pure domain code: the MLflow side is :mod:`quant_core.registry`; Prefect fans tasks out in
+Pure domain code: the MLflow side is :mod:`quant_core.models.registry`; Prefect fans tasks out in
 :mod:`tasks.training`.
 """
 
@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from quant_core.calendar import TradingCalendar
+from quant_core.data.lake import Lake
 from quant_core.errors import QonlineError
-from quant_core.feature_store import feature_dataset, label_dataset
 from quant_core.features import get_feature_set
-from quant_core.labels import get_label
-from quant_core.lake import Lake
-from quant_core.processors import ProcessorPipeline
-from quant_core.rolling import RollingTask, check_point_in_time, train_cutoff
-from quant_core.strategy import TRAINING_KEYS
+from quant_core.features.labels import get_label
+from quant_core.features.store import feature_dataset, label_dataset
+from quant_core.models.processors import ProcessorPipeline
+from quant_core.models.rolling import RollingTask, check_point_in_time, train_cutoff
+from quant_core.models.strategy import TRAINING_KEYS
 
 logger = logging.getLogger(__name__)
 SEED = 20240601

@@ -1,0 +1,1 @@
+"""Rolling tasks → train: RollingGen, strategies, processors, LightGBM training and the MLflow registry."""
