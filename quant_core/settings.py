@@ -95,6 +95,21 @@ class Settings(BaseSettings):
     max_abs_log_return: float = Field(default=2.0, gt=0, description="validation: |log adjusted return| bound")
     row_count_tolerance: float = Field(default=0.25, ge=0, lt=1, description="validation: rows per date")
     strategies: dict[str, Any] = Field(default_factory=dict, description="strategy definitions (YAML)")
+    # evaluation: reports and the backtest (defaults as Qlib's PortAnaRecord / risk_analysis)
+    annualization: int = Field(default=238, ge=1, description="trading days per year for annualised figures "
+                                                              "(238 as Qlib, 252 also common)")
+    backtest_topk: int = Field(default=50, ge=1, description="TopK-dropout: symbols held")
+    backtest_n_drop: int = Field(default=5, ge=0, description="TopK-dropout: symbols replaced per day at most")
+    open_cost_bps: float = Field(default=5.0, ge=0, description="cost of buying, in basis points of the value bought")
+    close_cost_bps: float = Field(default=15.0, ge=0, description="cost of selling, in basis points of the value sold")
+    # live monitoring: the decay alert on the served signal's rolling rank IC
+    decay_window: int = Field(default=20, ge=2, description="dates in the served signal's rolling rank IC")
+    decay_threshold: float = Field(default=0.0, ge=-1, le=1,
+                                   description="decay alert when the rolling rank IC stays below this value")
+    decay_days: int = Field(default=5, ge=1, description="consecutive monitored dates below the threshold that "
+                                                         "raise the decay alert")
+    mlflow_ui_url: str | None = Field(default=None, description="base URL of the MLflow UI for links in artifacts "
+                                                                "(default: the tracking URI when it is http(s))")
 
     @field_validator("lake_uri")
     @classmethod
