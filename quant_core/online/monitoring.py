@@ -3,8 +3,9 @@
 A label is observable ``lookahead`` trading days late (LABEL0: two). Each routine scores the served
 signal of every date whose label is stored but which ``monitoring/<strategy>/`` does not hold yet:
 IC is the Pearson correlation of score and raw label across the date's symbols, rank IC the
-Spearman correlation (Qlib's ``calc_ic``; pairs with a NaN are dropped). Rows: ``date``,
-``symbol`` (the serving version, the lake's key column), ``version``, ``ic``, ``rank_ic``, ``n``.
+Spearman correlation (Qlib's ``calc_ic``, :func:`quant_core.evaluation.metrics.daily_ic`; pairs
+with a NaN are dropped). Rows: ``date``, ``symbol`` (the serving version, the lake's key column),
+``version``, ``ic``, ``rank_ic``, ``n``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quant_core.data.lake import COMMIT_RETRIES, Dataset, Lake
+from quant_core.evaluation import metrics
 from quant_core.features.labels import get_label
 from quant_core.features.store import label_dataset
 from quant_core.online.signals import read_signals
@@ -33,16 +35,16 @@ def monitoring_dataset(lake: Lake, name: str) -> Dataset:
 
 
 def daily_ic(frame: pd.DataFrame, label: str) -> pd.DataFrame:
-    """Per date: Pearson IC, Spearman rank IC and pair count of ``score`` against ``label``."""
-    rows = []
-    for day, g in frame.dropna(subset=["score", label]).groupby("date", sort=True):
-        n = len(g)
-        ic = rank = float("nan")
-        if n >= 2 and g["score"].std() > 0 and g[label].std() > 0:
-            ic = float(np.corrcoef(g["score"], g[label])[0, 1])
-            rank = float(np.corrcoef(g["score"].rank(), g[label].rank())[0, 1])
-        rows.append({"date": day, "ic": ic, "rank_ic": rank, "n": n})
-    return pd.DataFrame(rows, columns=["date", "ic", "rank_ic", "n"])
+    """Per date: Pearson IC, Spearman rank IC and pair count of ``score`` against ``label``.
+
+    :func:`quant_core.evaluation.metrics.daily_ic` with ``date`` as ``datetime.date`` (the lake's
+    date type) and only the dates with at least one pair: a date whose labels are all missing is
+    not scored (it stays to do), as monitoring always did.
+    """
+    out = metrics.daily_ic(frame, "score", label)
+    out = out[out["n"] > 0].reset_index(drop=True)
+    out["date"] = out["date"].dt.date
+    return out
 
 
 @dataclass(frozen=True)
