@@ -1,4 +1,4 @@
-"""Live monitoring's daily IC: the evaluation module's, with the rows monitoring always wrote."""
+"""The decay alert on tiny hand-made monitoring frames, the monitoring IC, and the alert's docs."""
 
 from __future__ import annotations
 
@@ -6,10 +6,85 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from quant_core.online.monitoring import daily_ic
+from quant_core.errors import ConfigError
+from quant_core.online.monitoring import daily_ic, decay_history, decay_status
 
 D0 = date(2024, 1, 2)
+
+
+def _rows(rank_ics: list[float], versions: list[str] | None = None) -> pd.DataFrame:
+    n = len(rank_ics)
+    return pd.DataFrame({"date": [D0 + timedelta(days=i) for i in range(n)],
+                         "version": versions or ["3"] * n, "ic": rank_ics, "rank_ic": rank_ics, "n": [30] * n})
+
+
+def _status(values: list[float], window: int = 2, threshold: float = 0.0, decay_days: int = 2, **kw: object):
+    return decay_status("s", _rows(values, **kw), window=window, threshold=threshold,  # type: ignore[arg-type]
+                        decay_days=decay_days)
+
+
+def test_fewer_dates_than_the_window_give_no_value_and_no_alert() -> None:
+    st = _status([-0.5, -0.5], window=3, decay_days=1)
+    assert (st.rolling_rank_ic, st.alert, st.days_below, st.since, st.dates) == (None, False, 0, None, 2)
+    assert "no rolling 3-date rank IC yet" in st.message and "no decay alert" in st.message
+    empty = decay_status("s", _rows([]), window=2, threshold=0.0, decay_days=1)
+    assert (empty.alert, empty.rolling_rank_ic, empty.version, empty.dates, empty.last_date) == (False, None, None, 0,
+                                                                                                   None)
+
+
+def test_the_rolling_value_is_the_mean_of_the_last_window_dates() -> None:
+    st = _status([0.5, 0.25, -0.25, 0.75], window=3)
+    assert st.rolling_rank_ic == pytest.approx((0.25 - 0.25 + 0.75) / 3, abs=1e-15)
+    hist = decay_history("s", _rows([0.5, 0.25, -0.25, 0.75]), window=3, threshold=0.0, decay_days=2)
+    assert [h.rolling_rank_ic for h in hist][:2] == [None, None] and len(hist) == 4
+
+
+def test_equal_to_the_threshold_is_not_below() -> None:
+    st = _status([0.5, 0.5, 0.5], threshold=0.5, decay_days=1)
+    assert st.rolling_rank_ic == 0.5 and not st.alert and st.days_below == 0 and st.since is None
+    assert _status([0.5, 0.5, 0.25], threshold=0.5, decay_days=1).alert  # (0.5 + 0.25) / 2 < 0.5
+
+
+def test_the_alert_needs_decay_days_consecutive_dates_below() -> None:
+    values = [0.5, 0.5, -0.5, -0.5, -0.5, -0.5]  # rolling (w=2): -, 0.5, 0, -0.5, -0.5, -0.5
+    hist = decay_history("s", _rows(values), window=2, threshold=0.0, decay_days=3)
+    assert [h.days_below for h in hist] == [0, 0, 0, 1, 2, 3]
+    assert [h.alert for h in hist] == [False] * 5 + [True]
+    st = hist[-1]
+    assert st.since == D0 + timedelta(days=3) and st.last_date == D0 + timedelta(days=5) and st.version == "3"
+    assert st.message.startswith("s: signal decay: the rolling 2-date rank IC has been below 0 on 3 consecutive")
+    assert f"since {D0 + timedelta(days=3)}" in st.message and "serving version 3" in st.message
+    assert st.to_dict()["since"] == (D0 + timedelta(days=3)).isoformat() and st.to_dict()["alert"] is True
+
+
+def test_one_date_above_resets_the_count() -> None:
+    values = [-0.5, -0.5, -0.5, 1.0, -1.5, -0.5]  # rolling (w=2): -, -0.5, -0.5, 0.25, -0.25, -1.0
+    hist = decay_history("s", _rows(values), window=2, threshold=0.0, decay_days=2)
+    assert [h.days_below for h in hist] == [0, 1, 2, 0, 1, 2]
+    assert [h.alert for h in hist] == [False, False, True, False, False, True]  # one date above: counted anew
+    assert hist[2].since == D0 + timedelta(days=1) and hist[5].since == D0 + timedelta(days=4)
+
+
+def test_a_date_without_rank_ic_gives_no_value_and_resets() -> None:
+    values = [-0.5, -0.5, float("nan"), -0.5, -0.5]
+    hist = decay_history("s", _rows(values), window=2, threshold=0.0, decay_days=2)
+    assert [h.rolling_rank_ic for h in hist] == [None, -0.5, None, None, -0.5]
+    assert [h.days_below for h in hist] == [0, 1, 0, 0, 1] and not any(h.alert for h in hist)
+
+
+def test_the_version_is_the_one_serving_the_last_monitored_date_and_order_does_not_matter() -> None:
+    rows = _rows([-0.5, -0.5, -0.5], versions=["3", "3", "4"])
+    st = decay_status("s", rows.iloc[::-1], window=2, threshold=0.0, decay_days=2)
+    assert (st.version, st.alert, st.days_below, st.since) == ("4", True, 2, D0 + timedelta(days=1))
+
+
+def test_bad_rules_are_refused() -> None:
+    for kw in ({"window": 0}, {"decay_days": 0}, {"threshold": float("nan")}):
+        args = {"window": 2, "threshold": 0.0, "decay_days": 1, **kw}
+        with pytest.raises(ConfigError):
+            decay_status("s", _rows([0.1, 0.2]), **args)  # type: ignore[arg-type]
 
 
 def _old_daily_ic(frame: pd.DataFrame, label: str) -> pd.DataFrame:
