@@ -203,6 +203,52 @@ def backfill_cmd(
     _print_summary(summary, json_output)
 
 
+@app.command("report")
+def report_cmd(
+    start: Annotated[datetime, typer.Option("--start", formats=["%Y-%m-%d"], help="first signal date, inclusive")],
+    end: Annotated[datetime, typer.Option("--end", formats=["%Y-%m-%d"], help="last signal date, inclusive")],
+    strategy: Annotated[str | None, typer.Option(help="strategy (default: the only configured one)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output folder (default: reports/<strategy>_<start>_<end>/)")
+                   ] = None,
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """A self-contained HTML report and a JSON of the numbers for STRATEGY over [START, END], logged to MLflow."""
+    cfg = _use_config(config)
+    from flows.params import flow_settings
+    from flows.report import check_report_request
+    from flows.report import report as report_flow
+
+    # the clear refusals (settings, strategy, range, output folder) before Prefect starts
+    settings = _run(flow_settings, cfg, lake_uri=lake)
+    _run(check_report_request, settings, start.date(), end.date(), strategy, str(out) if out else None)
+    summary = _run(report_flow, start=start.date(), end=end.date(), strategy=strategy,
+                   out=str(out) if out else None, lake_uri=lake, config=cfg)
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    ic = Table(title=f"{summary['strategy']} {summary['start']}..{summary['end']}: served signal", title_justify="left")
+    ic.add_column("")
+    ic.add_column("value", justify="right")
+    for label, value in summary["ic"]:
+        ic.add_row(label, value)
+    perf = Table(title="portfolios (daily, attributed to the signal date)", title_justify="left")
+    for i, column in enumerate(summary["performance"]["columns"]):
+        perf.add_column(column, justify="left" if i == 0 else "right")
+    for row in summary["performance"]["rows"]:
+        perf.add_row(*row)
+    console.print(ic, perf)
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    console.print(f"HTML: {summary['html']}\nJSON: {summary['json']}\nMLflow report run: "
+                  f"{summary['mlflow_run_url'] or summary['mlflow_run_id']}", highlight=False)
+
+
 @contextmanager
 def _progress_bar(title: str) -> Iterator[Any]:
     """A rich progress bar on stderr when it is a terminal; ``None`` (quiet) otherwise."""
