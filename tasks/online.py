@@ -1,4 +1,4 @@
-"""Task adapters for the serving stages: rolling, promotion, predictions, signals, Redis, monitoring."""
+"""Task adapters for the serving stages: rolling, promotion, predictions, signals, Redis, monitoring, decay alert."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ from datetime import date
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
 from quant_core.calendar import TradingCalendar
 from quant_core.data.lake import Lake
 from quant_core.models.rolling import RollingTask
 from quant_core.models.strategy import get_strategy
-from quant_core.online.monitoring import MonitoringUpdate
+from quant_core.online.monitoring import DECAY_EVENT, MonitoringUpdate
 from quant_core.online.redis_sink import PublishResult, RedisError, SignalStore, connect
 from quant_core.online.routine import (
+    DecayCheck,
     PromotionOutcome,
     ServeOutcome,
+    check_decay,
     combine,
     monitor,
     next_tasks,
@@ -87,3 +90,32 @@ def update_live_monitoring(name: str, label: str, settings: Settings, log_to_mlf
     """Daily IC and rank IC of the served signal for the dates whose labels became observable."""
     return monitor(Lake.from_settings(settings), registry_of(settings) if log_to_mlflow else None, name, label,
                    writer=writer_id())
+
+
+@task(retries=2, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error, cache_policy=NO_CACHE)
+def check_signal_decay(name: str, settings: Settings, start: date | None = None, tag_mlflow: bool = True) -> DecayCheck:
+    """Rolling rank IC and decay alert of a served signal; decay tags on its MLflow versions."""
+    check = check_decay(Lake.from_settings(settings), registry_of(settings) if tag_mlflow else None, name,
+                        window=settings.decay_window, threshold=settings.decay_threshold,
+                        decay_days=settings.decay_days, start=start)
+    get_run_logger().info(check.status.message)
+    return check
+
+
+@task(cache_policy=NO_CACHE)
+def emit_decay_event(check: DecayCheck, settings: Settings) -> str | None:
+    """Emit the qonline.signal.decay Prefect event of an alerting signal; returns the event id."""
+    status = check.status
+    run = check.serving
+    event = emit_event(
+        event=DECAY_EVENT,
+        resource={"prefect.resource.id": f"qonline.signal.{status.name}", "prefect.resource.name": status.name,
+                  "qonline.version": status.version or ""},
+        payload={**status.to_dict(), "message": status.message,
+                 "mlflow_run_id": run.run_id if run else None,
+                 "mlflow_run_url": run.url(settings.mlflow_ui_url) if run else None},
+    )
+    if event is None:  # no API to send it to (events disabled); emit_event logs its own errors
+        get_run_logger().warning("%s: the %s event was not emitted", status.name, DECAY_EVENT)
+        return None
+    return str(event.id)

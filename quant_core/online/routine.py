@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -20,7 +21,18 @@ from quant_core.errors import QonlineError
 from quant_core.models.registry import ModelRegistry
 from quant_core.models.rolling import RollingTask
 from quant_core.models.strategy import StrategyConfig
-from quant_core.online.monitoring import MonitoringUpdate, update_monitoring
+from quant_core.online.monitoring import (
+    DECAY_SINCE_TAG,
+    DECAY_TAG,
+    ROLLING_TAG,
+    DecayStatus,
+    MonitoringUpdate,
+    decay_history,
+    decay_status,
+    read_monitoring,
+    rolling_rank_ic,
+    update_monitoring,
+)
 from quant_core.online.predictions import LoadedModel, PredictionUpdate, update_predictions
 from quant_core.online.promotion import (
     Candidate,
@@ -33,7 +45,7 @@ from quant_core.online.promotion import (
     plan_scheduled,
     rollback_target,
 )
-from quant_core.online.redis_sink import PublishResult, SignalStore
+from quant_core.online.redis_sink import PublishResult, SignalStore, mask_url
 from quant_core.online.signals import (
     SignalUpdate,
     average_ensemble,
@@ -252,3 +264,83 @@ def monitor(lake: Lake, registry: ModelRegistry | None, strategy: str, label: st
                       for d, ic, ric in zip(rows["date"], rows["ic"], rows["rank_ic"], strict=True)]
             registry.log_live_metrics(info.run_id, points)
     return upd
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    """The MLflow run of a served model version, for links in reports and events."""
+
+    strategy: str
+    version: int
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+    def url(self, ui_url: str | None = None) -> str | None:
+        """``<base>/#/experiments/<id>/runs/<run>`` on ``ui_url``, else on an http(s) tracking URI, else ``None``."""
+        base = ui_url or (self.tracking_uri if self.tracking_uri.startswith(("http://", "https://")) else None)
+        if not base:
+            return None
+        parts = urlsplit(base)  # a link never carries credentials: the browser asks for them
+        host = parts.netloc.rpartition("@")[2]
+        base = urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    def markdown(self, ui_url: str | None = None) -> str:
+        """A markdown link to the run, or ``runs:/<id>`` and the (masked) tracking URI when there is no UI."""
+        url = self.url(ui_url)
+        if url:
+            return f"[{self.strategy} v{self.version}]({url})"
+        return f"`runs:/{self.run_id}` ({self.strategy} v{self.version}, tracking `{mask_url(self.tracking_uri)}`)"
+
+
+@dataclass(frozen=True)
+class DecayCheck:
+    """A signal's decay status, its monitored dates with their rolling rank IC, the serving run."""
+
+    status: DecayStatus
+    history: pd.DataFrame  # date, version, ic, rank_ic, n, rolling_rank_ic: every monitored date
+    serving: ServingRun | None  # the MLflow run of ``status.version`` (strategies only)
+    tagged: list[int] = field(default_factory=list)  # versions whose decay tags were written
+
+
+def tag_decay(registry: ModelRegistry, strategy: str, version: int, status: DecayStatus) -> None:
+    """Write the decay tags on a model version: ``"true"``/``"false"``, the first date below, the rolling value."""
+    registry.tag_version(strategy, version, DECAY_TAG, "true" if status.alert else "false")
+    registry.tag_version(strategy, version, DECAY_SINCE_TAG, status.since.isoformat() if status.alert and status.since
+                         else "")
+    registry.tag_version(strategy, version, ROLLING_TAG, "" if status.rolling_rank_ic is None
+                         else f"{status.rolling_rank_ic:.6f}")
+
+
+def check_decay(lake: Lake, registry: ModelRegistry | None, name: str, *, window: int, threshold: float,
+                decay_days: int, start: date | None = None) -> DecayCheck:
+    """The decay status of a served signal from its monitored dates; MLflow tags on its versions.
+
+    With a registry (a strategy, not a combined signal), each version that served a monitored date
+    on or after ``start`` (the dates a run scored; ``None``: none), and the version serving the last
+    monitored date, gets the tags of the status as of the last monitored date it served. A version
+    that stops serving keeps that state, so a run covering several days tags as one run per day
+    would have.
+    """
+    rows = read_monitoring(lake, name)
+    history = decay_history(name, rows, window=window, threshold=threshold, decay_days=decay_days)
+    status = history[-1] if history else decay_status(name, rows, window=window, threshold=threshold,
+                                                      decay_days=decay_days)
+    frame = rows.assign(rolling_rank_ic=rolling_rank_ic(rows, window))  # rows are in date order
+    if registry is None:
+        return DecayCheck(status, frame, None)
+    last_of: dict[str, DecayStatus] = {}
+    for h in history:  # in date order: the last one of each version wins
+        if h.version is not None:
+            last_of[h.version] = h
+    due = {v for v, h in last_of.items() if start is not None and h.last_date is not None and h.last_date >= start}
+    due |= {status.version} if status.version is not None else set()
+    tagged = sorted(int(v) for v in due if v.isdigit())
+    for version in tagged:
+        tag_decay(registry, name, version, last_of[str(version)])
+    serving = None
+    if status.version is not None and status.version.isdigit():
+        info = registry.version_info(name, int(status.version))
+        serving = ServingRun(name, info.version, info.run_id, registry.experiment_id(name), registry.tracking_uri)
+    return DecayCheck(status, frame, serving, tagged)

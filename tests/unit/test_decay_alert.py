@@ -114,3 +114,70 @@ def test_monitoring_ic_is_the_evaluation_ic_with_the_rows_it_always_had() -> Non
     assert days[4] not in got["date"].tolist() and len(got) == 5
     for col in ("ic", "rank_ic"):
         assert np.allclose(got[col], ref[col], rtol=0, atol=1e-12, equal_nan=True), col
+
+
+# -- the routine's decay check: tags on versions, the serving run's link ------------------------------
+class _Registry:
+    """The registry calls check_decay makes, in memory."""
+
+    tracking_uri = "sqlite:////srv/mlflow.db"
+
+    def __init__(self) -> None:
+        self.tags: dict[int, dict[str, str]] = {}
+
+    def tag_version(self, strategy: str, version: int, key: str, value: str) -> None:
+        self.tags.setdefault(version, {})[key] = value
+
+    def version_info(self, strategy: str, version: int) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(version=version, run_id=f"run{version}")
+
+    def experiment_id(self, strategy: str) -> str:
+        return "7"
+
+
+def _lake_with(tmp_path: object, rows: pd.DataFrame) -> object:
+    import pyarrow as pa
+
+    from quant_core.data.lake import Lake
+    from quant_core.online.monitoring import monitoring_dataset
+
+    lake = Lake(str(tmp_path))
+    table = pa.table({"date": pa.array(rows["date"], pa.date32()), "symbol": pa.array(rows["version"], pa.large_string()),
+                      "version": pa.array(rows["version"], pa.large_string()), "ic": rows["ic"].to_numpy(float),
+                      "rank_ic": rows["rank_ic"].to_numpy(float), "n": rows["n"].to_numpy("int64")})
+    monitoring_dataset(lake, "s").write(table, rows["date"].min(), rows["date"].max())
+    return lake
+
+
+def test_check_decay_tags_each_version_scored_since_start_with_its_last_state(tmp_path: object) -> None:
+    from quant_core.online.routine import check_decay
+
+    rows = _rows([-0.5, -0.5, -0.5, 0.5, 0.5], versions=["3", "3", "3", "4", "4"])  # rolling: -, -.5, -.5, 0, .5
+    lake = _lake_with(tmp_path, rows)
+    reg = _Registry()
+    check = check_decay(lake, reg, "s", window=2, threshold=0.0, decay_days=2,  # type: ignore[arg-type]
+                        start=D0 + timedelta(days=2))
+    assert check.tagged == [3, 4] and not check.status.alert and check.status.version == "4"
+    assert reg.tags[3] == {"qonline.decay_alert": "true", "qonline.decay_alert_since": str(D0 + timedelta(days=1)),
+                           "qonline.rolling_rank_ic": "-0.500000"}  # version 3 stopped serving while alerting
+    assert reg.tags[4] == {"qonline.decay_alert": "false", "qonline.decay_alert_since": "",
+                           "qonline.rolling_rank_ic": "0.500000"}
+    assert check.history["rolling_rank_ic"].tolist()[1:] == [-0.5, -0.5, 0.0, 0.5]
+    # nothing scored in the run: only the version serving the last monitored date; no registry: no tags
+    assert check_decay(lake, _Registry(), "s", window=2, threshold=0.0, decay_days=2).tagged == [4]  # type: ignore[arg-type]
+    assert check_decay(lake, None, "s", window=2, threshold=0.0, decay_days=2).serving is None  # type: ignore[arg-type]
+    assert check.serving is not None and check.serving.run_id == "run4"
+
+
+def test_the_serving_run_link() -> None:
+    from quant_core.online.routine import ServingRun
+
+    local = ServingRun("s", 4, "abc", "7", "sqlite:////srv/mlflow.db")
+    assert local.url() is None and local.url("http://ui:5000/") == "http://ui:5000/#/experiments/7/runs/abc"
+    assert local.markdown() == "`runs:/abc` (s v4, tracking `sqlite:////srv/mlflow.db`)"
+    served = ServingRun("s", 4, "abc", "7", "https://bob:secret@mlflow.example")
+    assert served.url() == "https://mlflow.example/#/experiments/7/runs/abc"  # never the credentials
+    assert served.markdown() == "[s v4](https://mlflow.example/#/experiments/7/runs/abc)"
+    assert ServingRun("s", 4, "abc", "7", "http://h:1/mlflow/").url() == "http://h:1/mlflow/#/experiments/7/runs/abc"
