@@ -107,8 +107,11 @@ def daily_ic_chart(daily: pd.DataFrame, window: int) -> bytes:
         return _png(fig)
     d = daily.loc[ok]
     ic = d["ic"].to_numpy(dtype=float)
-    ax.bar(_dates(d), ic, width=1.0, color=np.where(ic >= 0, COLORS["positive"], COLORS["negative"]), alpha=0.45,
-           label="daily IC (Pearson)", linewidth=0)
+    # one vertical line per date (a LineCollection): as bars, but drawn at once -- 500 Rectangle patches
+    # took 0.6 s; the width fills about 60% of a date's share of the axis (in points)
+    width_pt = float(np.clip(0.6 * 850 / max(len(d), 1) * 72 / DPI, 0.6, 6.0))
+    ax.vlines(_dates(d), 0.0, ic, colors=np.where(ic >= 0, COLORS["positive"], COLORS["negative"]).tolist(),
+              alpha=0.55, linewidth=width_pt, label="daily IC (Pearson)")
     ax.plot(_dates(daily), daily["ic_rolling"], color=COLORS["mean"], linewidth=1.8,
             label=f"IC, {window}-day mean")
     ax.plot(_dates(daily), daily["rank_ic_rolling"], color=COLORS["rank"], linewidth=1.4, linestyle="--",
