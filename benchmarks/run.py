@@ -974,6 +974,118 @@ def _signal_correlation(lake_uri: str, qlib_signals: str, first: str, last: str)
             "mean": float(daily.mean()), "min": float(daily.min())}
 
 
+REPORT_GOAL_S = 15.0  # issue 13: the report of 2 years x 500 symbols builds in under 15 s
+
+
+def _report_lake(lake_dir: Path, symbols: int) -> tuple[date, date, int]:
+    """The report benchmark's lake: bars of a synthetic market, LABEL0, and two years of a served signal.
+
+    The signal is written straight into ``predictions/<strategy>/v<N>/`` and ``signals/<strategy>/``
+    (score = LABEL0 + noise, a new version every 20 sessions as a rolling step would) instead of
+    training ~25 rolling models: the report only reads the lake, so how the signal got there does not
+    change its cost. Returns the signal range and the number of versions.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from quant_core.data.ingest import extract
+    from quant_core.data.lake import Lake
+    from quant_core.features.labels import LABEL0
+    from quant_core.features.store import label_dataset, update_labels
+    from quant_core.online.predictions import prediction_dataset
+    from quant_core.online.signals import write_signals
+    from quant_core.settings import load_settings
+
+    spec = f"synthetic:symbols={symbols},start=2020-01-01,end=2022-03-04,seed=13"
+    settings = load_settings(lake_uri=str(lake_dir), source=spec)
+    lake = Lake.from_settings(settings)
+    first, last = date(2020, 1, 1), date(2022, 3, 4)
+    lake.write_bars(extract(spec, first, last, settings), first, last)
+    update_labels(lake, LABEL0, first, last)
+    days = list(lake.calendar().range(date(2020, 2, 1), date(2022, 1, 31)))  # 2 years of signal dates
+    labels = label_dataset(lake, LABEL0).read(days[0], days[-1]).to_pandas()
+    rng = np.random.default_rng(13)
+    frame = labels.assign(score=labels["LABEL0"].astype(np.float64) + rng.normal(0.0, 0.05, len(labels)))
+    step = {d: 1 + i // 20 for i, d in enumerate(days)}
+    frame["version"] = frame["date"].map(step)
+    for v, part in frame.groupby("version", sort=True):
+        table = pa.table({"date": pa.array(part["date"], pa.date32()),
+                          "symbol": pa.array(part["symbol"].astype(str), pa.large_string()),
+                          "score": pa.array(part["score"].to_numpy(np.float64), pa.float64())})
+        prediction_dataset(lake, "lgb_alpha158", int(v)).write(table, part["date"].min(), part["date"].max())
+    write_signals(lake, "lgb_alpha158", frame.assign(version=frame["version"].astype(str)), days[0], days[-1])
+    return days[0], days[-1], int(pd.Series(step).max())
+
+
+@case
+def report_2y_500(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """``qonline report`` over 2 years of a served signal of ``--symbols`` symbols (default 500).
+
+    Setup (not timed): a lake with the market, LABEL0 and the signal (see ``_report_lake``). Timed:
+    the report flow with Prefect's API already up (read the lake, every number, six charts, HTML +
+    JSON written, the MLflow report run, the artifact) = ``total_s``; then the same steps called
+    directly, each timed, without Prefect.
+    """
+    from prefect import flow
+
+    from quant_core.runtime_env import apply_process_environment
+
+    apply_process_environment()
+    lake_dir = work / f"report-lake-{a.symbols}"
+    if lake_dir.exists():
+        shutil.rmtree(lake_dir)
+    t0 = time.perf_counter()
+    start, end, versions = _report_lake(lake_dir, a.symbols)
+    setup_s = time.perf_counter() - t0
+
+    from flows.report import report
+    from quant_core.data.lake import Lake
+    from quant_core.evaluation.charts import render_charts
+    from quant_core.evaluation.html import render_html
+    from quant_core.evaluation.report import (
+        ReportConfig,
+        build_report,
+        load_report_inputs,
+        log_report_run,
+        write_report_files,
+    )
+    from quant_core.models.registry import ModelRegistry
+    from quant_core.settings import load_settings
+
+    @flow
+    def warm_up() -> None:  # start Prefect's ephemeral API outside the timing
+        return None
+
+    warm_up()
+    t0 = time.perf_counter()
+    summary = report(start=start, end=end, strategy="lgb_alpha158", out=str(work / "report-flow"),
+                     lake_uri=str(lake_dir))
+    total = time.perf_counter() - t0
+
+    settings = load_settings(lake_uri=str(lake_dir))
+    stages: dict[str, float] = {}
+    t = time.perf_counter()
+    inputs = load_report_inputs(Lake.from_settings(settings), "lgb_alpha158", "LABEL0", start, end)
+    stages["load_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    data = build_report(inputs, ReportConfig.from_settings(settings))
+    stages["compute_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    charts = render_charts(data)
+    stages["charts_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    files = write_report_files(work / "report-direct", render_html(data, charts), data.to_json())
+    stages["html_json_write_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    log_report_run(ModelRegistry(settings.resolved_mlflow_tracking_uri), data, [files["html"], files["json"]])
+    stages["mlflow_s"] = time.perf_counter() - t
+    return {"rows": len(inputs.signals), "signal_dates": data.coverage.signal_dates, "symbols": a.symbols,
+            "versions": versions, "total_s": total, "goal_s": REPORT_GOAL_S, "met": total < REPORT_GOAL_S,
+            "direct_s": sum(stages.values()), **stages, "setup_s": setup_s,
+            "html_mb": files["html"].stat().st_size / 1e6, "rank_ic": summary["headline"].get("rank_ic")}
+
+
 def _child(name: str, a: argparse.Namespace, work: Path) -> None:
     result = CASES[name](a, work)
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -1148,6 +1260,12 @@ def main() -> None:
                   f"0.003 -- {'met' if met else 'not met'} (faster {statistics.median(sim) > 1}, same model count "
                   f"{same_count}, IC within 0.003 {ic_diff <= 0.003})")
         (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    if "report_2y_500" in results:
+        r = results["report_2y_500"]
+        print(f"goal (issue 13): the report of 2 years x {r['symbols']} symbols in under {r['goal_s']:.0f} s -- "
+              f"{'met' if r['met'] else 'not met'} ({r['total_s']:.1f} s as a flow; direct: load {r['load_s']:.1f}, "
+              f"compute {r['compute_s']:.1f}, charts {r['charts_s']:.1f}, HTML+JSON {r['html_json_write_s']:.1f}, "
+              f"MLflow {r['mlflow_s']:.1f} s)")
     print(f"JSON: {a.out / 'results.json'}")
 
 
