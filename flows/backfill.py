@@ -3,29 +3,39 @@
 new bars through ``end`` (validated, stored, features and labels) → every rolling task due in the
 range, trained at once in parallel (each as of its own test start) → per chunk of sessions:
 promotions on their due days → predictions (one pass per model) and signals → ensembles → Redis
-snapshots → monitoring. The result equals running ``daily_routine`` on each session in order
-(DESIGN.md invariant 3); a run killed anywhere resumes from what the lake and MLflow hold
-(invariant 4). It holds the lake's writer lease throughout, so it never interleaves with the
-scheduled daily run or another backfill.
+snapshots → monitoring; then, once, the decay alert for the state at the end. The result equals
+running ``daily_routine`` on each session in order (DESIGN.md invariant 3); a run killed anywhere
+resumes from what the lake and MLflow hold (invariant 4). It holds the lake's writer lease
+throughout, so it never interleaves with the scheduled daily run or another backfill.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
-from flows.daily_routine import combine_served, ingest_new_bars, serving_inputs
+from flows.daily_routine import (
+    check_decay_alerts,
+    combine_served,
+    decay_summary,
+    decay_table,
+    ingest_new_bars,
+    serving_inputs,
+    validation_line,
+)
 from flows.first_train import task_runner
 from flows.ingest import expected_sessions
 from flows.params import ChunkSize, Day, StrategyName, flow_settings
 from flows.writer_lock import lake_writer
+from quant_core.data.ingest import GateOutcome
 from quant_core.data.lake import Lake
+from quant_core.evaluation.metrics import summarize_ic
 from quant_core.models.strategy import StrategyConfig
 from quant_core.models.training import TrainOutcome, check_model_params
 from quant_core.online.backfill import (
@@ -40,6 +50,7 @@ from quant_core.online.backfill import (
     served_through,
 )
 from quant_core.online.monitoring import monitoring_dataset
+from quant_core.online.routine import DecayCheck
 from quant_core.reporting import markdown_table
 from quant_core.settings import Settings
 from tasks.online import (
@@ -120,11 +131,12 @@ def _backfill(settings: Settings, lake: Lake, names: list[str], configs: dict[st
     def check_sessions(new: list[date]) -> None:  # before the new bars are validated or stored
         check_chunk(chunk, sorted(set(stored) | {d for d in new if start <= d <= end}), start, end)
 
-    ingest_new_bars(settings, lake, end, True, list(configs.values()), times, what="--end",
-                    before_store=check_sessions)
+    signal_names = names + sorted(settings.combined_signals)
+    monitored_through = _monitored_through(lake, signal_names)  # decay tags go on the versions scored after it
+    _business, gate = ingest_new_bars(settings, lake, end, True, list(configs.values()), times, what="--end",
+                                    before_store=check_sessions)
     calendar = lake.calendar()
     sessions = list(calendar.range(start, end))
-    signal_names = names + sorted(settings.combined_signals)
     done_through = served_through(lake, signal_names)
     todo = [d for d in sessions if done_through is None or d > done_through]
     registry = registry_of(settings)
@@ -176,11 +188,18 @@ def _backfill(settings: Settings, lake: Lake, names: list[str], configs: dict[st
     if not parts:  # a finished backfill: Redis and monitoring still follow the lake (idempotent)
         _publish_and_monitor(settings, signal_names, configs, sessions[-1], stage)
         progress.step("nothing to do: every session was already served")
+    # the decay alert once, for the state at the end; tags on every version that served a date scored here
+    t0 = time.perf_counter()
+    checks, events = check_decay_alerts(settings, signal_names, configs,
+                                        {n: d + timedelta(days=1) if d else date.min for n, d in
+                                         monitored_through.items()})
+    warnings += [c.status.message for c in checks.values() if c.status.alert]
     times.update(stage)
+    times["monitoring"] += time.perf_counter() - t0
     times["total"] = time.perf_counter() - t_start
-    ic = _range_ic(lake, signal_names, start, end)
-    report = _report(start, end, sessions, todo, done_through, trained, promoted, written, ic, times, warnings,
-                     redis_shown)
+    ic = _range_ic(checks, start, end)
+    report = _report(start, end, sessions, todo, done_through, gate, trained, promoted, written, ic, checks,
+                     settings.mlflow_ui_url, times, warnings, redis_shown)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=report, description=f"backfill {start}..{end}")
     for w in warnings:
         logger.warning(w)
@@ -199,6 +218,9 @@ def _backfill(settings: Settings, lake: Lake, names: list[str], configs: dict[st
         "promotions": [dict(p.to_dict(), strategy=n) for n, p in promoted],
         "dates_written": written,
         "ic": ic,
+        "decay": decay_summary(checks, events, settings.mlflow_ui_url),
+        "validation": None if gate is None else {"rows": gate.rows, "dates": gate.dates, "report": gate.report_uri,
+                                                 "data_docs": gate.docs_uri},
         "warnings": warnings,
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
@@ -218,19 +240,27 @@ def _publish_and_monitor(settings: Settings, signal_names: list[str], configs: d
     stage["monitoring"] += time.perf_counter() - t0
 
 
-def _range_ic(lake: Lake, names: list[str], start: date, end: date) -> dict[str, dict[str, float | int | None]]:
-    """Mean IC, rank IC and rank ICIR of each signal over the range's monitored dates."""
-    out: dict[str, dict[str, float | int | None]] = {}
+def _monitored_through(lake: Lake, names: list[str]) -> dict[str, date | None]:
+    """Each signal's last monitored date before the run (``None``: none)."""
+    out: dict[str, date | None] = {}
     for name in names:
         ds = monitoring_dataset(lake, name)
-        frame = ds.read(start, end).to_pandas() if ds.exists() else None
-        if frame is None or frame.empty:
-            out[name] = {"dates": 0, "ic": None, "rank_ic": None, "rank_icir": None}
-            continue
-        ric = frame["rank_ic"].dropna()
-        std = float(ric.std(ddof=1)) if len(ric) > 1 else float("nan")
-        out[name] = {"dates": int(len(frame)), "ic": _num(frame["ic"].mean()), "rank_ic": _num(ric.mean()),
-                     "rank_icir": _num(ric.mean() / std) if std == std and std > 0 else None}
+        done = ds.dates() if ds.exists() else []
+        out[name] = done[-1] if done else None
+    return out
+
+
+def _range_ic(checks: dict[str, DecayCheck], start: date, end: date) -> dict[str, dict[str, float | int | None]]:
+    """Each signal's IC summary (IC, ICIR, rank IC, rank ICIR, shares positive) over the range's monitored dates.
+
+    ``dates`` counts the monitored dates of ``[start, end]``; ``days`` those with a finite IC.
+    """
+    out: dict[str, dict[str, float | int | None]] = {}
+    for name, check in checks.items():
+        frame = check.history[(check.history["date"] >= start) & (check.history["date"] <= end)]
+        summary = summarize_ic(frame).to_dict()
+        out[name] = {"dates": int(len(frame)), **{k: v if isinstance(v, int) or v is None else _num(v)
+                                                   for k, v in summary.items()}}
     return out
 
 
@@ -240,9 +270,9 @@ def _num(x: Any) -> float | None:
 
 
 def _report(start: date, end: date, sessions: list[date], todo: list[date], done_through: date | None,
-            trained: list[TrainOutcome], promoted: list[tuple[str, Any]], written: dict[str, int],
-            ic: dict[str, dict[str, float | int | None]], times: dict[str, float], warnings: list[str],
-            redis: str) -> str:
+            gate: GateOutcome | None, trained: list[TrainOutcome], promoted: list[tuple[str, Any]],
+            written: dict[str, int], ic: dict[str, dict[str, float | int | None]], checks: dict[str, DecayCheck],
+            ui_url: str | None, times: dict[str, float], warnings: list[str], redis: str) -> str:
     lines = [f"# Backfill {start} .. {end}", ""]
     if not todo:
         lines += [f"**Nothing to do**: every one of the {len(sessions)} sessions was already served (signals through "
@@ -254,6 +284,7 @@ def _report(start: date, end: date, sessions: list[date], todo: list[date], done
         lines += [f"{len(sessions)} sessions.", ""]
     if warnings:
         lines += ["## Warnings", "", *[f"- **{w}**" for w in warnings], ""]
+    lines += [validation_line(gate), ""]
     rows = [(o.test_start, o.version, "reused" if o.reused else "trained", o.metrics.get("valid_rank_ic"),
              f"{o.fit_seconds:.1f}") for o in trained]
     lines += ["## Rolling tasks", "", markdown_table(["test start", "version", "", "valid rank IC", "fit s"], rows)
@@ -263,8 +294,11 @@ def _report(start: date, end: date, sessions: list[date], todo: list[date], done
                                                    "reason"], prow) if prow else "None.", ""]
     lines += ["## Signals written", "", markdown_table(["signal", "dates"], list(written.items())), ""]
     lines += ["## IC over the range (monitored dates: labels observable by the end)", "",
-              markdown_table(["signal", "dates", "mean IC", "mean rank IC", "rank ICIR"],
-                             [(k, v["dates"], v["ic"], v["rank_ic"], v["rank_icir"]) for k, v in ic.items()]), ""]
+              markdown_table(["signal", "dates", "mean IC", "ICIR", "mean rank IC", "rank ICIR", "share IC > 0",
+                              "share rank IC > 0"],
+                             [(k, v["dates"], v["ic"], v["icir"], v["rank_ic"], v["rank_icir"], v["ic_positive"],
+                               v["rank_ic_positive"]) for k, v in ic.items()]), ""]
+    lines += ["## Live monitoring at the end of the range", "", decay_table(checks, None, ui_url), ""]
     lines += [f"Redis: {redis}", ""]
     lines += ["## Time per stage", "", markdown_table(["stage", "seconds"], [(k, f"{v:.2f}") for k, v in times.items()])]
     return "\n".join(lines)

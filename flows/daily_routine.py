@@ -2,8 +2,9 @@
 
 extract the new bars (catch-up from the last stored date through ``as_of``) → validate → store →
 features and labels → rolling tasks → train (parallel) → promote → update predictions → ensemble →
-publish to the lake and Redis → monitoring. Running it once for a date several sessions after the
-last stored one gives the same lake and Redis state as running it for each of those days in turn.
+publish to the lake and Redis → monitoring and the decay alert. Running it once for a date several
+sessions after the last stored one gives the same lake and Redis state as running it for each of
+those days in turn.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from quant_core.features.labels import get_label
 from quant_core.features.store import feature_dataset, label_dataset
 from quant_core.models.strategy import DEFAULT_STRATEGY, StrategyConfig, get_strategy
 from quant_core.models.training import TrainOutcome, check_model_params
-from quant_core.online.monitoring import recent_rank_ic
+from quant_core.online.monitoring import MonitoringUpdate, recent_rank_ic
 from quant_core.online.redis_sink import connect, mask_url
-from quant_core.online.routine import PromotionOutcome, RoutineError, ServeOutcome
+from quant_core.online.routine import DecayCheck, PromotionOutcome, RoutineError, ServeOutcome
 from quant_core.reporting import markdown_table
 from quant_core.settings import Settings
 from tasks.bars import check_sessions, extract_bars, store_bars, validate_bars
 from tasks.features import compute_features, compute_labels
 from tasks.online import (
+    check_signal_decay,
+    emit_decay_event,
     ensemble_signals,
     prepare_rolling_tasks,
     promote_online_model,
@@ -173,18 +176,62 @@ def _complete_features(settings: Settings, lake: Lake, configs: list[StrategyCon
             compute_labels(name, lo, cal.last, settings)
 
 
+def check_decay_alerts(settings: Settings, signal_names: list[str], configs: dict[str, StrategyConfig],
+                       start: dict[str, date | None]) -> tuple[dict[str, DecayCheck], dict[str, str | None]]:
+    """Each served signal's decay status (MLflow tags for strategies); one event per alerting signal.
+
+    ``start``: per signal, the first monitored date this run scored (``None``: none). Returns the
+    checks and the ids of the events emitted (``None``: not sent).
+    """
+    checks = {n: check_signal_decay(n, settings, start=start.get(n), tag_mlflow=n in configs) for n in signal_names}
+    events = {n: emit_decay_event(c, settings) for n, c in checks.items() if c.status.alert}
+    return checks, events
+
+
+def validation_line(gate: GateOutcome | None) -> str:
+    """The report's line on the validation gate, with links to its report and Data Docs."""
+    if gate is None:
+        return "Bars: already stored through this date (no new bars to validate)."
+    docs = f" · [Data Docs]({gate.docs_uri})" if gate.docs_uri else ""
+    return f"Validation: passed, {gate.rows} bars on {gate.dates} date(s) · report `{gate.report_uri}`{docs}"
+
+
+def decay_table(checks: dict[str, DecayCheck], live: dict[str, tuple[float | None, int]] | None,
+                ui_url: str | None) -> str:
+    """One row per signal: its rolling rank IC, the decay alert and the MLflow run of the serving version."""
+    rows = []
+    for name, c in checks.items():
+        st = c.status
+        alert = f"**ALERT** since {st.since}" if st.alert else ("no" if st.rolling_rank_ic is not None else "no value yet")
+        recent = [live[name][0]] if live is not None else []
+        rows.append((name, st.last_date, st.version, *recent, st.rolling_rank_ic,
+                     f"{st.days_below} (alert at {st.decay_days})", alert,
+                     c.serving.markdown(ui_url) if c.serving else "—"))
+    first = next(iter(checks.values()), None)
+    rule = (f"rolling rank IC ({first.status.window} dates)" if first else "rolling rank IC")
+    headers = ["signal", "last monitored", "version", *(["mean rank IC (last 20)"] if live is not None else []), rule,
+               f"dates below {first.status.threshold:g}" if first else "dates below", "decay alert",
+               "MLflow run"]
+    return markdown_table(headers, rows)
+
+
+def decay_summary(checks: dict[str, DecayCheck], events: dict[str, str | None],
+                  ui_url: str | None) -> dict[str, dict[str, Any]]:
+    """The run summary's ``decay`` entry: each signal's status, the tagged versions, run link and event id."""
+    return {n: {**c.status.to_dict(), "tagged_versions": c.tagged, "event_id": events.get(n),
+                "mlflow_run": (c.serving.url(ui_url) or f"runs:/{c.serving.run_id}") if c.serving else None}
+            for n, c in checks.items()}
+
+
 def _report(as_of: date, gate: GateOutcome | None, trained: dict[str, list[TrainOutcome]],
             promoted: dict[str, PromotionOutcome], served: dict[str, ServeOutcome], published: dict[str, Any],
-            live: dict[str, tuple[float | None, int]], times: dict[str, float], warnings: list[str],
+            live: dict[str, tuple[float | None, int]], monitored: dict[str, MonitoringUpdate],
+            checks: dict[str, DecayCheck], ui_url: str | None, times: dict[str, float], warnings: list[str],
             redis: str) -> str:
     lines = [f"# Daily routine {as_of}", ""]
     if warnings:
         lines += ["## Warnings", "", *[f"- **{w}**" for w in warnings], ""]
-    if gate is None:
-        lines += ["Bars: already stored through this date (no new bars to validate).", ""]
-    else:
-        docs = f" · [Data Docs]({gate.docs_uri})" if gate.docs_uri else ""
-        lines += [f"Validation: passed, {gate.rows} bars on {gate.dates} date(s) · report `{gate.report_uri}`{docs}", ""]
+    lines += [validation_line(gate), ""]
     rows = [(s, o.test_start, o.version, "reused" if o.reused else "trained", o.metrics.get("valid_rank_ic"),
              f"{o.fit_seconds:.1f}") for s, outs in trained.items() for o in outs]
     lines += ["## Trained", "", markdown_table(["strategy", "test start", "version", "", "valid rank IC", "fit s"], rows)
@@ -204,8 +251,17 @@ def _report(as_of: date, gate: GateOutcome | None, trained: dict[str, list[Train
                       markdown_table(["top symbol", "score", "bottom symbol", "score"],
                                      [(a.symbol, a.score, b.symbol, b.score) for a, b in
                                       zip(out.top.itertuples(), out.bottom.itertuples(), strict=False)]), ""]
-    lines += ["## Live rank IC (last 20 monitored dates)", "",
-              markdown_table(["signal", "mean rank IC", "dates"], [(k, v[0], v[1]) for k, v in live.items()]), ""]
+    lines += ["## Live monitoring", "", decay_table(checks, live, ui_url), ""]
+    ic_rows = []
+    for name, upd in monitored.items():
+        if upd.rows.empty:
+            continue
+        rolling = dict(zip(checks[name].history["date"], checks[name].history["rolling_rank_ic"], strict=True))
+        ic_rows += [(name, r.date, r.version, r.ic, r.rank_ic, r.n, rolling.get(r.date))
+                    for r in upd.rows.itertuples()]
+    lines += ["### Dates scored in this run (labels now observable)", "",
+              markdown_table(["signal", "date", "version", "IC", "rank IC", "symbols", "rolling rank IC"], ic_rows)
+              if ic_rows else "No label became observable in this run.", ""]
     pub = [(k, r.date, r.count, "published" if r.published else "unchanged", f"{r.seconds * 1000:.0f} ms")
            for k, rs in published.items() for r in rs]
     lines += [f"## Redis ({redis})", "", markdown_table(["signal", "date", "symbols", "", "time"], pub) if pub
@@ -291,16 +347,21 @@ def _routine(settings: Settings, lake: Lake, names: list[str], configs: dict[str
 
     t0 = time.perf_counter()
     live: dict[str, tuple[float | None, int]] = {}
+    monitored: dict[str, MonitoringUpdate] = {}
     for name in signal_names:
         label = configs[name].label if name in configs else configs[settings.combined_signals[name][0]].label
-        update_live_monitoring(name, label, settings, log_to_mlflow=name in configs)
+        monitored[name] = update_live_monitoring(name, label, settings, log_to_mlflow=name in configs)
         live[name] = recent_rank_ic(lake, name, 20)
+    checks, events = check_decay_alerts(settings, signal_names, configs,
+                                        {n: min(u.rows["date"]) if not u.rows.empty else None
+                                         for n, u in monitored.items()})
+    warnings += [c.status.message for c in checks.values() if c.status.alert]
     times["monitoring"] = time.perf_counter() - t0
     times["total"] = time.perf_counter() - t_start
 
     create_markdown_artifact(key=ARTIFACT_KEY, description=f"daily routine {business}",
-                             markdown=_report(business, gate, trained, promoted, served, published, live, times,
-                                              warnings, redis_shown))
+                             markdown=_report(business, gate, trained, promoted, served, published, live, monitored,
+                                              checks, settings.mlflow_ui_url, times, warnings, redis_shown))
     for w in warnings:
         logger.warning(w)
     return {
@@ -316,6 +377,7 @@ def _routine(settings: Settings, lake: Lake, names: list[str], configs: dict[str
         "published": {n: [{"date": r.date, "count": r.count, "published": r.published, "ms": round(r.seconds * 1000, 1)}
                           for r in rs] for n, rs in published.items()},
         "live_rank_ic_20d": {n: v[0] for n, v in live.items()},
+        "decay": decay_summary(checks, events, settings.mlflow_ui_url),
         "warnings": warnings,
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }

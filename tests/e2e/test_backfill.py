@@ -206,6 +206,76 @@ def test_backfill_equals_the_daily_routine_replayed(replayed: Path, backfilled: 
     assert "mean rank IC" in str(report.data) and "Time per stage" in str(report.data)
     progress = Artifact.get("backfill-progress")
     assert progress is not None and float(progress.data) == pytest.approx(100.0)  # type: ignore[arg-type]
+    # the range's IC summary (IC, ICIR, rank IC, rank ICIR, shares positive), the decay status and the links
+    ic = summary["ic"][STRATEGY]
+    assert set(ic) == {"dates", "days", "ic", "icir", "rank_ic", "rank_icir", "ic_positive", "rank_ic_positive"}
+    mon = _lake(cfg).dataset(f"monitoring/{STRATEGY}").read(days[0], days[-1]).to_pandas()
+    assert ic["rank_ic"] == pytest.approx(mon["rank_ic"].mean(), abs=1e-6)
+    assert ic["rank_ic_positive"] == pytest.approx((mon["rank_ic"] > 0).mean())
+    md = str(report.data)
+    assert "| signal | dates | mean IC | ICIR | mean rank IC | rank ICIR | share IC > 0 | share rank IC > 0 |" in md
+    assert "## Live monitoring at the end of the range" in md and "[Data Docs](" in md, md
+    assert summary["validation"]["data_docs"].endswith("index.html"), summary["validation"]
+    decay = summary["decay"][STRATEGY]
+    assert decay["alert"] is False and decay["event_id"] is None and decay["last_date"] == days[-3].isoformat()
+    assert f"`runs:/{_registry(cfg).version_info(STRATEGY, int(decay['version'])).run_id}`" in md, md
+    # the decay tags of every version equal those one daily run per session left (backfill equals replay)
+    every = _lake(cfg).dataset(f"monitoring/{STRATEGY}").read().to_pandas()
+    assert decay["tagged_versions"] == sorted({int(v) for v in every["version"]})  # all scored by this backfill
+    for m in _registry(cfg).list(STRATEGY):
+        assert _decay_tags(cfg, m.version) == _decay_tags(replayed, m.version), m.version
+
+
+def _decay_tags(cfg: Path, version: int) -> dict[str, str]:
+    tags = _registry(cfg).client.get_model_version(STRATEGY, str(version)).tags
+    return {k: v for k, v in tags.items() if k.startswith("qonline.")}
+
+
+def test_a_decay_alert_is_raised_once_at_the_end_with_tags_warning_and_event(
+        backfilled: tuple[Path, dict[str, Any]], tmp_path: Path, redis_url: str) -> None:
+    """A copy of the backfilled lake backfilled again (nothing to do) under a rule every rolling value breaks."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    _first, days = _sessions()
+    cfg = _copy(backfilled[0].parent, tmp_path, redis_url, decay_threshold=0.99, decay_days=1, decay_window=2)
+    out = _backfill(cfg, days[0], days[-1], "--chunk", "5")
+    assert out["nothing_to_do"], out
+    decay = out["decay"][STRATEGY]
+    assert decay["alert"] is True and decay["event_id"] and decay["window"] == 2, decay
+    assert [w for w in out["warnings"] if "signal decay" in w] == [
+        f"{STRATEGY}: signal decay: the rolling 2-date rank IC has been below 0.99 on {decay['days_below']} "
+        f"consecutive monitored dates since {decay['since']} (now {decay['rolling_rank_ic']:.4f} on "
+        f"{decay['last_date']}; the alert needs 1); serving version {decay['version']}"]
+    # nothing was scored again: only the version serving the last monitored date gets the alert's tags
+    assert decay["tagged_versions"] == [int(decay["version"])]
+    tags = _decay_tags(cfg, int(decay["version"]))
+    assert tags["qonline.decay_alert"] == "true" and tags["qonline.decay_alert_since"] == decay["since"]
+    assert float(tags["qonline.rolling_rank_ic"]) == pytest.approx(decay["rolling_rank_ic"], abs=1e-6)
+    # the event, read back through the events API: exactly one for this run
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(filter=EventFilter(
+                event=EventNameFilter(name=["qonline.signal.decay"]),
+                resource=EventResourceFilter(id=[f"qonline.signal.{STRATEGY}"])), limit=50)
+            mine = [e for e in page.events if str(e.id) == decay["event_id"]]
+            if mine:
+                break
+            assert time.monotonic() < deadline, "the decay event was not found through the events API"
+            time.sleep(0.3)
+        flow_run = next(r.id for r in mine[0].related if r.role == "flow-run").removeprefix("prefect.flow-run.")
+        same_run = [e for e in page.events if any(r.id == f"prefect.flow-run.{flow_run}" for r in e.related)]
+        assert len(same_run) == 1, same_run
+        assert mine[0].payload["alert"] is True and mine[0].payload["version"] == decay["version"]
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["backfill-report"]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run)])))
+    assert len(found) == 1
+    md = str(found[0].data)
+    assert "## Warnings" in md and "signal decay" in md and "**ALERT** since" in md, md
 
 
 def test_rerunning_a_finished_backfill_does_nothing(backfilled: tuple[Path, dict[str, Any]]) -> None:

@@ -105,7 +105,7 @@ def daily(trained: Path, tmp_path_factory: pytest.TempPathFactory, redis_url: st
     cfg = _copy(trained, root, redis_url)
     _first, days = _sessions()
     summaries = [_run(cfg, d) for d in days]
-    return {"root": root, "cfg": cfg, "days": days, "summaries": summaries}
+    return {"root": root, "cfg": cfg, "days": days, "summaries": summaries, "report": _report_markdown()}
 
 
 def _lake(cfg: Path) -> Lake:
@@ -166,6 +166,10 @@ def test_catch_up_equals_day_by_day_and_a_one_pass_computation(daily: dict[str, 
                    for p in PromotionLog(_lake(cfg_c), STRATEGY).entries()]
     sa, sb = _store(cfg_d).read(STRATEGY), _store(cfg_c).read(STRATEGY)
     assert sa is not None and sb is not None and (sa.date, sa.digest) == (sb.date, sb.digest)
+    for m in ra.list(STRATEGY):  # the decay tags too: each version with its state as of its last monitored date
+        ta, tb = (r.client.get_model_version(STRATEGY, str(m.version)).tags for r in (ra, rb))
+        assert {k: v for k, v in ta.items() if k.startswith("qonline.")} == \
+            {k: v for k, v in tb.items() if k.startswith("qonline.")}, m.version
     # one pass: each serving version predicts all of its dates at once, straight from the features
     lake = _lake(cfg_d)
     feats = lake.dataset("features/alpha158").read(a["date"].min(), a["date"].max()).to_pandas()
@@ -329,3 +333,106 @@ def test_point_in_time_and_a_failed_validation(daily: dict[str, Any], trained: P
     pd.testing.assert_frame_equal(ref[ref["date"] <= d].reset_index(drop=True), before_sig.reset_index(drop=True))
     changed = sig[sig["date"] > d].merge(ref[ref["date"] > d], on=["date", "symbol"])
     assert (changed["score_x"] != changed["score_y"]).any()  # the perturbation did reach the later dates
+
+
+def _decay_event(event_id: str, timeout: float = 30.0) -> Any:
+    """The ``qonline.signal.decay`` event of this id, read back from the Prefect API (persisted asynchronously)."""
+    import time
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventIDFilter, EventNameFilter
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(filter=EventFilter(event=EventNameFilter(name=["qonline.signal.decay"]),
+                                                         id=EventIDFilter(id=[UUID(event_id)])), limit=10)
+            if page.events:
+                return page.events[0]
+            assert time.monotonic() < deadline, f"event {event_id} not found through the events API in {timeout} s"
+            time.sleep(0.3)
+
+
+def _report_markdown(flow_run_id: str | None = None) -> str:
+    """The daily routine's keyed report artifact, read back from the Prefect API (of one flow run, or the latest)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    flt = ArtifactFilter(key=ArtifactFilterKey(any_=["daily-routine-report"]))
+    if flow_run_id is not None:
+        flt = ArtifactFilter(key=flt.key, flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=flt, sort=ArtifactSort.CREATED_DESC, limit=1)
+    assert found, "no daily-routine-report artifact"
+    return str(found[0].data)
+
+
+def test_decay_alert_warns_tags_the_serving_version_and_emits_an_event(daily: dict[str, Any], tmp_path: Path,
+                                                                        redis_url: str) -> None:
+    """A copy of the replayed lake (monitored dates already there) rerun for its last day: nothing is trained or
+    served again; only the decay rule differs."""
+    days = daily["days"]
+    assert daily["summaries"][-1]["decay"][STRATEGY]["alert"] is False  # the defaults: no alert in the replay
+    cfg = _copy(daily["root"], tmp_path, redis_url, decay_threshold=0.99, decay_days=1, decay_window=2)
+    out = _run(cfg, days[-1])
+    decay = out["decay"][STRATEGY]
+    assert decay["alert"] is True and decay["days_below"] >= 1 and decay["version"] == "4", decay
+    assert decay["rolling_rank_ic"] < 0.99 and decay["window"] == 2 and decay["event_id"], decay
+    warning = next(w for w in out["warnings"] if "signal decay" in w)
+    assert warning.startswith(f"{STRATEGY}: signal decay: the rolling 2-date rank IC has been below 0.99"), warning
+    # the MLflow tags: on the version that served the last monitored date (this run scored no new date)
+    reg = _registry(cfg)
+    tags = reg.client.get_model_version(STRATEGY, "4").tags
+    assert tags["qonline.decay_alert"] == "true" and tags["qonline.decay_alert_since"] == decay["since"]
+    assert float(tags["qonline.rolling_rank_ic"]) == pytest.approx(decay["rolling_rank_ic"], abs=1e-6)
+    assert decay["tagged_versions"] == [4]
+    # the event, read back from the Prefect API: name, resource, payload, and the flow run that emitted it
+    event = _decay_event(decay["event_id"])
+    assert event.resource.id == f"qonline.signal.{STRATEGY}" and event.resource["qonline.version"] == "4"
+    assert event.payload["alert"] is True and event.payload["since"] == decay["since"]
+    assert event.payload["rolling_rank_ic"] == pytest.approx(decay["rolling_rank_ic"])
+    run_id = reg.version_info(STRATEGY, 4).run_id
+    assert event.payload["mlflow_run_id"] == run_id and event.payload["mlflow_run_url"] is None  # sqlite: no UI
+    flow_runs = [r.id.removeprefix("prefect.flow-run.") for r in event.related if r.role == "flow-run"]
+    assert len(flow_runs) == 1, event.related
+    # the run's keyed report artifact: the warning, the status table, the links
+    md = _report_markdown(flow_runs[0])
+    assert f"# Daily routine {days[-1]}" in md and "## Warnings" in md and warning in md, md
+    assert "**ALERT** since" in md and f"`runs:/{run_id}`" in md, md
+    assert "No label became observable in this run." in md and "Bars: already stored" in md, md
+
+    # the default threshold (0.0) over 5 dates: the alert clears, the tag says so, no event
+    doc = yaml.safe_load(cfg.read_text())
+    del doc["decay_threshold"], doc["decay_days"]
+    doc["mlflow_ui_url"] = "http://mlflow.example:5000/"
+    cfg.write_text(yaml.safe_dump(doc))
+    again = _run(cfg, days[-1])
+    cleared = again["decay"][STRATEGY]
+    assert cleared["alert"] is False and cleared["event_id"] is None and cleared["threshold"] == 0.0, cleared
+    assert not any("signal decay" in w for w in again["warnings"])
+    tags = reg.client.get_model_version(STRATEGY, "4").tags
+    assert tags["qonline.decay_alert"] == "false" and tags["qonline.decay_alert_since"] == ""
+    exp = reg.experiment_id(STRATEGY)
+    assert cleared["mlflow_run"] == f"http://mlflow.example:5000/#/experiments/{exp}/runs/{run_id}"
+    md = _report_markdown()
+    assert "## Warnings" not in md or "signal decay" not in md
+    assert f"[{STRATEGY} v4](http://mlflow.example:5000/#/experiments/{exp}/runs/{run_id})" in md, md
+
+
+def test_the_report_shows_the_dates_scored_in_the_run_and_the_decay_status(daily: dict[str, Any]) -> None:
+    """The last replayed day scored one more monitored date: its IC row, the status and the Data Docs link."""
+    days, last, md = daily["days"], daily["summaries"][-1], daily["report"]
+    scored = _cal()[_cal().index(days[-1]) - 2]
+    decay = last["decay"][STRATEGY]
+    assert decay["last_date"] == scored.isoformat() and decay["tagged_versions"] == [4], decay
+    assert decay["rolling_rank_ic"] is None and decay["window"] == 20  # fewer monitored dates than the window
+    assert f"# Daily routine {days[-1]}" in md and "### Dates scored in this run" in md, md
+    assert f"| {STRATEGY} | {scored} | 4 |" in md and "no value yet" in md, md
+    assert "[Data Docs](" in md and "index.html" in md, md
+    reg = _registry(daily["cfg"])
+    for version in (3, 4):  # every version that served a monitored date carries its last state
+        assert reg.client.get_model_version(STRATEGY, str(version)).tags["qonline.decay_alert"] == "false"
