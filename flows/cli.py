@@ -232,6 +232,8 @@ def report_cmd(
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # piped: rich would wrap at 80 columns
+        console = Console(width=120)
     ic = Table(title=f"{summary['strategy']} {summary['start']}..{summary['end']}: served signal", title_justify="left")
     ic.add_column("")
     ic.add_column("value", justify="right")
@@ -245,8 +247,8 @@ def report_cmd(
     console.print(ic, perf)
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    console.print(f"HTML: {summary['html']}\nJSON: {summary['json']}\nMLflow report run: "
-                  f"{summary['mlflow_run_url'] or summary['mlflow_run_id']}", highlight=False)
+    run = summary["mlflow_run_url"] or f"{summary['mlflow_run_id']} (experiment {summary['mlflow_experiment_id']})"
+    console.print(f"HTML: {summary['html']}\nJSON: {summary['json']}\nMLflow report run: {run}", highlight=False)
 
 
 @contextmanager
