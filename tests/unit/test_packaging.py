@@ -25,7 +25,7 @@ def test_deployment_entrypoints_import_and_parameters_validate() -> None:
     from prefect.utilities.schema_tools.validation import is_valid_schema, validate
 
     doc = yaml.safe_load((REPO_ROOT / "deployments/prefect.yaml").read_text())
-    assert {d["name"] for d in doc["deployments"]} == {"daily-routine", "backfill", "first-train", "ingest"}
+    assert {d["name"] for d in doc["deployments"]} == {"daily-routine", "backfill", "first-train", "ingest", "report"}
     for dep in doc["deployments"]:
         path, func = dep["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
