@@ -105,17 +105,9 @@ def check_signal_decay(name: str, settings: Settings, start: date | None = None,
 @task(cache_policy=NO_CACHE)
 def emit_decay_event(check: DecayCheck, settings: Settings) -> str | None:
     """Emit the qonline.signal.decay Prefect event of an alerting signal; returns the event id."""
-    status = check.status
-    run = check.serving
-    event = emit_event(
-        event=DECAY_EVENT,
-        resource={"prefect.resource.id": f"qonline.signal.{status.name}", "prefect.resource.name": status.name,
-                  "qonline.version": status.version or ""},
-        payload={**status.to_dict(), "message": status.message,
-                 "mlflow_run_id": run.run_id if run else None,
-                 "mlflow_run_url": run.url(settings.mlflow_ui_url) if run else None},
-    )
+    resource, payload = check.event(settings.mlflow_ui_url)
+    event = emit_event(event=DECAY_EVENT, resource=resource, payload=payload)
     if event is None:  # no API to send it to (events disabled); emit_event logs its own errors
-        get_run_logger().warning("%s: the %s event was not emitted", status.name, DECAY_EVENT)
+        get_run_logger().warning("%s: the %s event was not emitted", check.status.name, DECAY_EVENT)
         return None
     return str(event.id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
@@ -302,6 +303,15 @@ class DecayCheck:
     history: pd.DataFrame  # date, version, ic, rank_ic, n, rolling_rank_ic: every monitored date
     serving: ServingRun | None  # the MLflow run of ``status.version`` (strategies only)
     tagged: list[int] = field(default_factory=list)  # versions whose decay tags were written
+
+    def event(self, ui_url: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+        """The ``qonline.signal.decay`` event's resource and payload (JSON-ready) for this status."""
+        st, run = self.status, self.serving
+        resource = {"prefect.resource.id": f"qonline.signal.{st.name}", "prefect.resource.name": st.name,
+                    "qonline.version": st.version or ""}
+        payload = {**st.to_dict(), "message": st.message, "mlflow_run_id": run.run_id if run else None,
+                   "mlflow_run_url": run.url(ui_url) if run else None}
+        return resource, payload
 
 
 def tag_decay(registry: ModelRegistry, strategy: str, version: int, status: DecayStatus) -> None:
