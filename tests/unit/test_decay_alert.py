@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from quant_core.errors import ConfigError
-from quant_core.online.monitoring import daily_ic, decay_history, decay_status
+from quant_core.online.monitoring import DecayStatus, daily_ic, decay_history, decay_status
 
 D0 = date(2024, 1, 2)
 
@@ -20,9 +20,9 @@ def _rows(rank_ics: list[float], versions: list[str] | None = None) -> pd.DataFr
                          "version": versions or ["3"] * n, "ic": rank_ics, "rank_ic": rank_ics, "n": [30] * n})
 
 
-def _status(values: list[float], window: int = 2, threshold: float = 0.0, decay_days: int = 2, **kw: object):
-    return decay_status("s", _rows(values, **kw), window=window, threshold=threshold,  # type: ignore[arg-type]
-                        decay_days=decay_days)
+def _status(values: list[float], window: int = 2, threshold: float = 0.0, decay_days: int = 2,
+            versions: list[str] | None = None) -> DecayStatus:
+    return decay_status("s", _rows(values, versions), window=window, threshold=threshold, decay_days=decay_days)
 
 
 def test_fewer_dates_than_the_window_give_no_value_and_no_alert() -> None:
@@ -103,7 +103,7 @@ def _old_daily_ic(frame: pd.DataFrame, label: str) -> pd.DataFrame:
 def test_monitoring_ic_is_the_evaluation_ic_with_the_rows_it_always_had() -> None:
     rng = np.random.default_rng(3)
     days = [D0 + timedelta(days=i) for i in range(6)]
-    frame = pd.DataFrame({"date": np.repeat(days, 25), "symbol": [f"S{i}" for i in range(25)] * 6,
+    frame = pd.DataFrame({"date": [d for d in days for _ in range(25)], "symbol": [f"S{i}" for i in range(25)] * 6,
                           "score": rng.normal(size=150), "LABEL0": rng.normal(size=150)})
     frame.loc[frame.index[:3], "LABEL0"] = np.nan  # dropped pairs
     frame.loc[frame["date"] == days[4], "LABEL0"] = np.nan  # no pair at all: no row
@@ -181,3 +181,48 @@ def test_the_serving_run_link() -> None:
     assert served.url() == "https://mlflow.example/#/experiments/7/runs/abc"  # never the credentials
     assert served.markdown() == "[s v4](https://mlflow.example/#/experiments/7/runs/abc)"
     assert ServingRun("s", 4, "abc", "7", "http://h:1/mlflow/").url() == "http://h:1/mlflow/#/experiments/7/runs/abc"
+
+
+# -- the automation example of docs/operations.md ----------------------------------------------------
+def _doc_automation() -> str:
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "operations.md").read_text()
+    start = text.index("```yaml\n# decay-automation.yaml") + len("```yaml\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_automation_example_of_the_operations_guide_is_valid() -> None:
+    """The YAML of section 8.5, as `prefect automation create` and the server read it, rendered on a real event."""
+    import yaml
+    from prefect.events import Event
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger
+    from prefect.events.schemas.events import Resource, ResourceSpecification
+    from prefect.server.events.schemas.automations import AutomationCreate
+    from prefect.server.utilities.user_templates import render_user_template_sync
+
+    from quant_core.online.monitoring import DECAY_EVENT
+    from quant_core.online.routine import DecayCheck, ServingRun
+
+    doc = yaml.safe_load(_doc_automation())
+    automation = AutomationCore.model_validate(doc)  # what `prefect automation create --from-file` does
+    AutomationCreate.model_validate(automation.model_dump(mode="json"))  # what the API does (templates checked)
+    trigger = automation.trigger
+    assert isinstance(trigger, EventTrigger) and trigger.expect == {DECAY_EVENT}
+    assert [a.type for a in automation.actions] == ["send-notification", "run-deployment"]
+    # the templates, on the event a decay check of strategy "s" emits
+    rows = _rows([-0.5, -0.5, -0.5])
+    status = decay_status("s", rows, window=2, threshold=0.0, decay_days=2)
+    check = DecayCheck(status, rows, ServingRun("s", 3, "abc", "7", "sqlite:///m.db"), [3])
+    resource, payload = check.event("http://ui:5000")
+    event = Event(event=DECAY_EVENT, resource=Resource(resource), payload=payload)
+    assert isinstance(trigger.match, ResourceSpecification)
+    assert trigger.match.matches(event.resource)  # "qonline.signal.*" matches "qonline.signal.s"
+    assert not trigger.match.matches(Resource({"prefect.resource.id": "other.s"}))
+    notify, run = automation.actions
+    subject = render_user_template_sync(notify.subject, {"event": event})  # type: ignore[union-attr]
+    body = render_user_template_sync(notify.body, {"event": event})  # type: ignore[union-attr]
+    assert subject == "qonline: s signal decay"
+    assert body == f"{status.message} MLflow run: http://ui:5000/#/experiments/7/runs/abc"
+    params = {k: render_user_template_sync(v, {"event": event}) for k, v in run.parameters.items()}  # type: ignore[union-attr]
+    assert params == {"as_of": str(D0 + timedelta(days=2)), "strategy": "lgb_light"}
