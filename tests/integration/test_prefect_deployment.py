@@ -147,7 +147,7 @@ def test_deployments_schedule_validate_and_run_on_a_worker(server_env: dict[str,
     _prefect(env, "global-concurrency-limit", "create", "qonline-lake-writer", "--limit", "1")
     _prefect(env, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
     by_name = {d["name"]: d for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()}
-    assert set(by_name) == {"daily-routine", "backfill", "first-train", "ingest"}
+    assert set(by_name) == {"daily-routine", "backfill", "first-train", "ingest", "report"}
     assert all(d["work_pool_name"] == "qonline-process" for d in by_name.values())
 
     # the typed parameters as the UI form sees them: a date, an enum of the configured strategies, bounds
@@ -185,6 +185,8 @@ def test_deployments_schedule_validate_and_run_on_a_worker(server_env: dict[str,
             ("first_train/first-train", {"as_of": FIRST.isoformat(), "strategy": STRATEGY}),
             ("daily_routine/daily-routine", {"as_of": DAY.isoformat()}),
             ("backfill/backfill", {"start": BF_START.isoformat(), "end": BF_END.isoformat(), "chunk": 5}),
+            ("report/report", {"start": DAY.isoformat(), "end": BF_END.isoformat(), "strategy": STRATEGY,
+                               "out": str(home / "report")}),
         ]
         res = subprocess.run([sys.executable, "-c", TRIGGER, json.dumps(plan)], env=env, cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=1200)
@@ -207,3 +209,6 @@ def test_deployments_schedule_validate_and_run_on_a_worker(server_env: dict[str,
     # every lake writer held the Prefect global concurrency limit, and released it
     gcl = httpx.get(f"{api}/v2/concurrency_limits/qonline-lake-writer", timeout=10).json()
     assert gcl["limit"] == 1 and gcl["active_slots"] == 0
+    # the report deployment wrote its page and numbers where the run's parameter said
+    numbers = json.loads((home / "report" / "report.json").read_text())
+    assert numbers["strategy"] == STRATEGY and (home / "report" / "report.html").stat().st_size > 10_000
