@@ -210,6 +210,9 @@ def report_cmd(
     strategy: Annotated[str | None, typer.Option(help="strategy (default: the only configured one)")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="output folder (default: reports/<strategy>_<start>_<end>/)")
                    ] = None,
+    topk: Annotated[int | None, typer.Option(min=1, help="TopK-dropout: symbols held (default: backtest_topk)")] = None,
+    n_drop: Annotated[int | None, typer.Option("--n-drop", min=0, help="TopK-dropout: replaced per day at most "
+                                                                        "(default: backtest_n_drop)")] = None,
     lake: LakeOpt = None,
     config: ConfigOpt = None,
     json_output: JsonOpt = False,
@@ -222,9 +225,9 @@ def report_cmd(
 
     # the clear refusals (settings, strategy, range, output folder) before Prefect starts
     settings = _run(flow_settings, cfg, lake_uri=lake)
-    _run(check_report_request, settings, start.date(), end.date(), strategy, str(out) if out else None)
+    _run(check_report_request, settings, start.date(), end.date(), strategy, str(out) if out else None, topk, n_drop)
     summary = _run(report_flow, start=start.date(), end=end.date(), strategy=strategy,
-                   out=str(out) if out else None, lake_uri=lake, config=cfg)
+                   out=str(out) if out else None, topk=topk, n_drop=n_drop, lake_uri=lake, config=cfg)
     if json_output:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return

@@ -3,12 +3,14 @@
 Builds a lake from the synthetic market (history in one ingest), trains the rolling models of the
 light strategy, then runs the daily routine for a week of sessions — one of them a retrain day —
 exactly as a scheduled deployment would after each close, backfills the sessions after that week
-(the same routine replayed in one batched run), and reads the latest signals back from Redis.
+(the same routine replayed in one batched run), writes the evaluation report of the served range, and
+reads the latest signals back from Redis.
 """
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -19,6 +21,7 @@ from flows.daily_routine import daily_routine
 from flows.first_train import first_train
 from flows.ingest import ingest
 from flows.params import flow_settings
+from flows.report import report
 from quant_core.calendar import TradingCalendar
 from quant_core.data.lake import Lake, describe
 from quant_core.errors import ConfigError
@@ -27,6 +30,9 @@ from quant_core.reporting import markdown_table
 
 ARTIFACT_KEY = "demo-report"
 DEMO_STRATEGY = "lgb_light"
+#: the report's numbers the demo prints (the rest are in report.json and MLflow)
+_SHOWN = ("ic", "rank_ic", "rank_icir", "topk_dropout.excess_return_with_cost.annualized_return",
+          "topk_dropout.excess_return_with_cost.information_ratio", "long_short.returns.annualized_return")
 
 
 def source_calendar(spec: str) -> list[date]:
@@ -69,7 +75,7 @@ def demo_week(days: list[date], strategy: str, configured: dict[str, object], n:
 @flow(name="demo", flow_run_name="demo {lake_uri}")
 def demo(source: str, lake_uri: str, daily_days: int = 5, backfill_days: int = 10,
          config: str | None = None) -> dict[str, object]:
-    """Ingest the history, first-train, a week of daily routines (one retrains), a backfill, signals from Redis."""
+    """Ingest the history, first-train, a week of daily routines (one retrains), a backfill, a report, signals."""
     logger = get_run_logger()
     settings = flow_settings(config, lake_uri=lake_uri)
     days = source_calendar(source)
@@ -83,6 +89,12 @@ def demo(source: str, lake_uri: str, daily_days: int = 5, backfill_days: int = 1
         backfilled = backfill(start=rest[0], end=rest[-1], strategies=[DEMO_STRATEGY], chunk=min(5, len(rest)),
                               lake_uri=lake_uri, config=config)
     lake = Lake.from_settings(settings)
+    # the evaluation report over the served range (a demo lake is a local folder: the report goes beside it)
+    served = [*week, *rest]
+    out = Path(lake_uri.removeprefix("file://")).resolve().parent / "report" if settings.lake_is_local else None
+    # the synthetic universe has 50 symbols: hold 10 of them, not Qlib's 50 of CSI 300
+    reported = report(start=served[0], end=served[-1], strategy=DEMO_STRATEGY, out=None if out is None else str(out),
+                      topk=10, n_drop=2, lake_uri=lake_uri, config=config)
     signals: dict[str, Any] = {}
     if settings.redis_url is not None:
         from quant_core.online.redis_sink import SignalStore, connect
@@ -99,6 +111,9 @@ def demo(source: str, lake_uri: str, daily_days: int = 5, backfill_days: int = 1
     if backfilled:
         rows.append(("backfill", f"{rest[0]} .. {rest[-1]}", f"{len(backfilled['trained'])} retrained; "
                                                             f"{backfilled['seconds']['total']} s"))
+    head = reported["headline"]
+    rows.append(("report", f"{served[0]} .. {served[-1]}", f"rank IC {_fmt(head.get('rank_ic'))}, TopK-dropout "
+                 f"excess {_fmt(head.get('topk_dropout.excess_return_with_cost.annualized_return'))} a year; {reported['html']}"))
     top = "\n".join(f"| {s['symbol']} | {s['score']:+.5f} |" for s in signals.get("signals", []))
     create_markdown_artifact(
         key=ARTIFACT_KEY, description="quickstart demo",
@@ -119,5 +134,11 @@ def demo(source: str, lake_uri: str, daily_days: int = 5, backfill_days: int = 1
                       "seconds": backfilled["seconds"]["total"]} if backfilled else None),
         "bars": describe(lake.bars.manifest()),
         "validation_report": history["report_uri"],
+        "report": {"html": reported["html"], "json": reported["json"], "mlflow_run_id": reported["mlflow_run_id"],
+                   **{k: round(v, 4) for k, v in head.items() if k in _SHOWN}},
         "latest_signals": signals,
     }
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from pydantic import Field
 
 from flows.params import Day, StrategyName, flow_settings
 from quant_core.data.lake import Lake
@@ -55,8 +56,9 @@ def report_strategy(settings: Settings, strategy: str | None) -> StrategyConfig:
     return get_strategy(strategy, settings.strategies)
 
 
-def check_report_request(settings: Settings, start: date, end: date, strategy: str | None,
-                         out: str | None) -> tuple[StrategyConfig, ReportConfig, Path]:
+def check_report_request(settings: Settings, start: date, end: date, strategy: str | None, out: str | None,
+                         topk: int | None = None, n_drop: int | None = None
+                         ) -> tuple[StrategyConfig, ReportConfig, Path]:
     """Everything about a report request that can be refused before any data is read.
 
     Returns:
@@ -69,7 +71,8 @@ def check_report_request(settings: Settings, start: date, end: date, strategy: s
     if start > end:
         raise ReportError(f"report range: start {start} is after end {end}; give start <= end (both inclusive)")
     config = report_strategy(settings, strategy)
-    report_config = ReportConfig.from_settings(settings)
+    overrides = {k: v for k, v in (("topk", topk), ("n_drop", n_drop)) if v is not None}
+    report_config = ReportConfig.from_settings(settings, **overrides)
     folder = check_output_dir(Path(out) if out else default_output_dir(config.name, start, end))
     return config, report_config, folder
 
@@ -80,13 +83,15 @@ def report(
     end: Day,
     strategy: StrategyName | None = None,
     out: str | None = None,
+    topk: Annotated[int, Field(ge=1)] | None = None,
+    n_drop: Annotated[int, Field(ge=0)] | None = None,
     lake_uri: str | None = None,
     config: str | None = None,
 ) -> dict[str, Any]:
     """Build the HTML and JSON report of a strategy's served signal over [start, end]; log it to MLflow."""
     t0 = time.perf_counter()
     settings = flow_settings(config, lake_uri=lake_uri)
-    strategy_config, report_config, folder = check_report_request(settings, start, end, strategy, out)
+    strategy_config, report_config, folder = check_report_request(settings, start, end, strategy, out, topk, n_drop)
     Lake.from_settings(settings).check_reachable()
     registry_of(settings).check_reachable()
     inputs = load_report_data(strategy_config.name, strategy_config.label, start, end, report_config, settings)

@@ -126,9 +126,10 @@ class ReportConfig(BaseModel):
             return cls(backtest=BacktestConfig(**values))
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'backtest'}: {e['msg']}" for e in exc.errors())
+            given = "".join(f", {k}={v} given" for k, v in backtest.items())
             raise ConfigError(f"backtest settings (backtest_topk={settings.backtest_topk}, backtest_n_drop="
                               f"{settings.backtest_n_drop}, open_cost_bps={settings.open_cost_bps}, close_cost_bps="
-                              f"{settings.close_cost_bps}): {problems}") from exc
+                              f"{settings.close_cost_bps}{given}): {problems}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         """The settings the numbers depend on, JSON-ready."""

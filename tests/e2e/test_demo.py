@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -42,6 +43,10 @@ def test_demo_trains_runs_a_week_of_routines_and_prints_signals(tmp_path: Path, 
     log = PromotionLog(lake, "lgb_light").entries()
     assert len(log) >= 2 and {p.kind for p in log} == {"scheduled"} and log[1].from_version == log[0].to_version
     assert "backfill:" in res.stdout and f"range: {days[-10]}..{days[-1]}" in res.stdout
+    # the evaluation report of the served range (the week and the backfill), beside the lake
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert (numbers["start"], numbers["end"]) == (days[-15].isoformat(), days[-1].isoformat())
+    assert numbers["ic"]["days"] > 0 and f"html: {tmp_path / 'report' / 'report.html'}" in res.stdout
     signals = read_signals(lake, "lgb_light")
     assert max(signals["date"]) == days[-1]
     # the latest signals, read back from Redis, are printed best first

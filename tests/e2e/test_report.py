@@ -274,6 +274,10 @@ def test_bad_inputs_are_refused_clearly_and_write_nothing(served: dict[str, Any]
     text = _refused(served, tmp_path, "--start", days[0].isoformat(), "--end", days[-1].isoformat(),
                     "--strategy", STRATEGY, cfg=bad_drop)
     assert "n_drop=5 exceeds topk=3" in text
+    # the same from the command line's options, which win over the settings
+    text = _refused(served, tmp_path, "--start", days[0].isoformat(), "--end", days[-1].isoformat(),
+                    "--strategy", STRATEGY, "--topk", "3", "--n-drop", "5")
+    assert "n_drop=5 exceeds topk=3" in text and "topk=3 given" in text
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_computing(served: dict[str, Any],
