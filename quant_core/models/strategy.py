@@ -20,7 +20,7 @@ from quant_core.models.rolling import ProcessorSpec, RollingGen, RollingTask, Se
 
 DEFAULT_STRATEGY = "lgb_alpha158"
 #: strategies shipped in quant_core/models/strategies/ (a configured strategy of the same name overrides one)
-BUILTIN_STRATEGIES = ("lgb_alpha158", "lgb_light")
+BUILTIN_STRATEGIES = ("lgb_alpha158", "lgb_alpha158_qlib", "lgb_light")
 #: keys of the model mapping that steer training rather than LightGBM itself
 TRAINING_KEYS = frozenset({"num_boost_round", "early_stopping_rounds"})
 
