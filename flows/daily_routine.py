@@ -346,15 +346,14 @@ def _routine(settings: Settings, lake: Lake, names: list[str], configs: dict[str
     times["publish to Redis"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    live: dict[str, tuple[float | None, int]] = {}
     monitored: dict[str, MonitoringUpdate] = {}
     for name in signal_names:
         label = configs[name].label if name in configs else configs[settings.combined_signals[name][0]].label
         monitored[name] = update_live_monitoring(name, label, settings, log_to_mlflow=name in configs)
-        live[name] = recent_rank_ic(lake, name, 20)
     checks, events = check_decay_alerts(settings, signal_names, configs,
                                         {n: min(u.rows["date"]) if not u.rows.empty else None
                                          for n, u in monitored.items()})
+    live = {name: recent_rank_ic(check.history, 20) for name, check in checks.items()}  # rows read once
     warnings += [c.status.message for c in checks.values() if c.status.alert]
     times["monitoring"] = time.perf_counter() - t0
     times["total"] = time.perf_counter() - t_start

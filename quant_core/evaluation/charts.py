@@ -142,11 +142,15 @@ def _portfolios(topk: pd.DataFrame, long_short: pd.DataFrame) -> list[tuple[str,
     return out
 
 
+#: what the three backtest charts say when no date could be backtested
+NOTHING_BACKTESTED = "no signal date has two trading dates after it: nothing was backtested"
+
+
 def cumulative_return_chart(topk: pd.DataFrame, long_short: pd.DataFrame) -> bytes:
     """Compounded cumulative return of TopK-dropout (net), long-short (net) and the equal-weight universe."""
     fig, ax = _figure("Cumulative return: TopK-dropout and long-short vs the equal-weight universe")
     if topk.empty and long_short.empty:
-        _empty(ax, "no signal date has two trading dates after it: nothing was backtested")
+        _empty(ax, NOTHING_BACKTESTED)
         return _png(fig)
     for name, frame, column, color in _portfolios(topk, long_short):
         if not frame.empty:
@@ -162,7 +166,7 @@ def drawdown_chart(topk: pd.DataFrame, long_short: pd.DataFrame) -> bytes:
     """Drawdown (fall of the compounded value from its previous peak) of the three portfolios."""
     fig, ax = _figure("Drawdown from the previous peak")
     if topk.empty and long_short.empty:
-        _empty(ax, "no signal date has two trading dates after it: nothing was backtested")
+        _empty(ax, NOTHING_BACKTESTED)
         return _png(fig)
     for name, frame, column, color in _portfolios(topk, long_short):
         if not frame.empty:
@@ -179,7 +183,7 @@ def turnover_chart(topk: pd.DataFrame, long_short: pd.DataFrame) -> bytes:
     """Daily turnover, ``(bought + sold) / 2`` as a share of the portfolio's value, of both backtests."""
     fig, ax = _figure("Daily turnover")
     if topk.empty and long_short.empty:
-        _empty(ax, "no signal date has two trading dates after it: nothing was backtested")
+        _empty(ax, NOTHING_BACKTESTED)
         return _png(fig)
     for name, frame, color in (("TopK-dropout", topk, COLORS["topk"]),
                                ("long-short (mean of the two legs)", long_short, COLORS["long_short"])):

@@ -108,13 +108,12 @@ def update_monitoring(lake: Lake, name: str, label_name: str, *, writer: str | N
     return MonitoringUpdate(name, ics[["date", "version", "ic", "rank_ic", "n"]])
 
 
-def recent_rank_ic(lake: Lake, name: str, days: int = 20) -> tuple[float | None, int]:
-    """Mean rank IC of the last ``days`` monitored dates (``None`` when there are none) and their count."""
-    mds = monitoring_dataset(lake, name)
-    if not mds.exists():
-        return None, 0
-    frame = mds.read().to_pandas().sort_values("date").tail(days)
-    values = frame["rank_ic"].dropna()
+def recent_rank_ic(rows: pd.DataFrame, days: int = 20) -> tuple[float | None, int]:
+    """Mean rank IC of the last ``days`` monitored dates of ``rows`` (``None`` when there are none) and their count.
+
+    ``rows``: monitoring rows (:func:`read_monitoring`), any order.
+    """
+    values = rows.sort_values("date", kind="stable").tail(days)["rank_ic"].dropna()
     if values.empty:
         return None, 0
     mean = float(values.mean())
