@@ -206,16 +206,24 @@ def test_corrupt_parquet_in_the_lake(base_lake: Path, tmp_path: Path) -> None:
     assert data_snapshot(base_lake) == before
 
 
-def test_unreachable_s3_source(base_lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_s3_source(base_lake: Path, monkeypatch: pytest.MonkeyPatch,
+                               caplog: pytest.LogCaptureFixture) -> None:
     from flows.local_services import free_port
+
+    from tasks.bars import extract_bars
 
     monkeypatch.setenv("QONLINE_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    # the same three retries of an I/O failure, without their 1 + 4 + 15 s of waiting
+    monkeypatch.setattr(extract_bars, "retry_delay_seconds", [0.0, 0.0, 0.0])
     before = data_snapshot(base_lake)
     code, out = cli("ingest", "--source", "parquet:s3://nobucket/drops", "--start", "2021-03-01", "--end", "2021-03-05",
                     "--lake", str(base_lake))
     assert code != 0 and "nobucket" in out, out
+    # an unreachable endpoint is I/O: tried 1 + 3 times before the run fails
+    attempts = [r for r in caplog.records if "Task run failed with exception" in r.getMessage() and "nobucket" in r.getMessage()]
+    assert len(attempts) == 4, [r.getMessage()[:120] for r in attempts]
     assert data_snapshot(base_lake) == before
 
 

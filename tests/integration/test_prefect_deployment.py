@@ -133,7 +133,7 @@ TRIGGER = """
 import json, sys
 from prefect.deployments import run_deployment
 for name, params in json.loads(sys.argv[1]):
-    r = run_deployment(name, parameters=params, timeout=600)
+    r = run_deployment(name, parameters=params, timeout=600, poll_interval=1)
     print("STATE", name, r.state.type.value, flush=True)
     if r.state.type.value != "COMPLETED":
         break
@@ -176,8 +176,9 @@ def test_deployments_schedule_validate_and_run_on_a_worker(server_env: dict[str,
     # ingest, first-train, daily-routine and a short backfill, triggered through the API, run by a worker
     home = Path(env["PREFECT_HOME"])
     worker_log = open(home / "worker.log", "wb")  # noqa: SIM115
+    # the worker asks for runs every second rather than every 10 s: five runs in a row, each waited for
     worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "qonline-process", "--limit", "1"],
-                              env=env, cwd=REPO_ROOT, stdout=worker_log, stderr=subprocess.STDOUT,
+                              env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, cwd=REPO_ROOT, stdout=worker_log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
         plan = [
