@@ -719,6 +719,47 @@ def _fit_on_frame(frame: Any, lake: Any, tasks: list[Any], as_of: date) -> list[
     return out
 
 
+#: the noise check's other LightGBM column-sampling seed (``feature_fraction_seed``; qonline's default
+#: derives it from ``SEED``)
+PARITY_NOISE_SEED = 7
+IDX_PREFIXES = ("IMAX", "IMIN", "IMXD")
+
+
+def _swap_idx_columns(lake: Any, qlib_frame: Any, start: date, end: date) -> Any:
+    """qonline's own Alpha158 + LABEL0 rows of ``[start, end]`` with Qlib's IMAX/IMIN/IMXD columns put in
+    place of qonline's (the one deliberate Alpha158 deviation: a suspended day in the window is not the
+    extreme for qonline, it is for Qlib). Same rows on both sides, checked."""
+    import pandas as pd
+
+    from quant_core.features import get_feature_set
+    from quant_core.features.labels import LABEL0
+    from quant_core.features.store import feature_dataset, label_dataset
+
+    fs = get_feature_set("alpha158")
+    ours = feature_dataset(lake, fs).read(start, end).to_pandas().merge(
+        label_dataset(lake, LABEL0).read(start, end).to_pandas(), on=["date", "symbol"], how="left")
+    ours["date"] = pd.to_datetime(ours["date"])
+    ours["symbol"] = ours["symbol"].astype(str)
+    idx_cols = [c for c in fs.names if c.startswith(IDX_PREFIXES)]
+    theirs = qlib_frame[["date", "symbol", *idx_cols]]
+    merged = ours.drop(columns=idx_cols).merge(theirs, on=["date", "symbol"], how="inner", validate="one_to_one")
+    if len(merged) != len(ours) or len(merged) != len(theirs):
+        raise SystemExit(f"swap check: qonline has {len(ours)} rows, Qlib {len(theirs)}, {len(merged)} in both")
+    return merged[["date", "symbol", *fs.names, LABEL0.name]].sort_values(["date", "symbol"]).reset_index(drop=True)
+
+
+def _delta_summary(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """Per-task |delta IC| / |delta rank IC| of metric pairs: tasks within the tolerance, medians, maxima,
+    same best iteration."""
+    d_ic = [abs(x["test_ic"] - y["test_ic"]) for x, y in pairs]
+    d_ric = [abs(x["test_rank_ic"] - y["test_rank_ic"]) for x, y in pairs]
+    return {"tasks": len(pairs),
+            "within_tolerance": sum(i <= PARITY_TOLERANCE and r <= PARITY_TOLERANCE for i, r in zip(d_ic, d_ric, strict=True)),
+            "same_best_iteration": sum(x["best_iteration"] == y["best_iteration"] for x, y in pairs),
+            "median_abs_diff_ic": float(statistics.median(d_ic)), "median_abs_diff_rank_ic": float(statistics.median(d_ric)),
+            "max_abs_diff_ic": max(d_ic), "max_abs_diff_rank_ic": max(d_ric)}
+
+
 @case
 def qlib_training_parity(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Real data: every rolling task of a strategy on CSI 300 as of 2025-04-07, trained by qonline and by
@@ -733,6 +774,12 @@ def qlib_training_parity(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     metrics) on Qlib's own Alpha158 rows, which the peer writes out: it separates the training path
     from the features. The strategy is ``lgb_alpha158_qlib`` (Qlib's benchmark parameters) unless
     ``QONLINE_PARITY_STRATEGY`` names another. Parity: |delta IC| and |delta rank IC| <= 0.003 per task.
+
+    Two checks say where end-to-end differences come from and how large a difference is noise (skip
+    them with ``QONLINE_PARITY_CHECKS=none``): (4) "swap": qonline's training on its own Alpha158 rows
+    with Qlib's IMAX/IMIN/IMXD columns put in (what is left once the one deliberate feature deviation
+    is removed), against Qlib; (5) "seed": qonline end to end with another LightGBM column-sampling
+    seed (``feature_fraction_seed`` 7), against qonline: the same data, another random draw.
     """
     import pandas as pd
 
@@ -747,8 +794,16 @@ def qlib_training_parity(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     cal = lake.calendar()
     day = cal.align_end(CSI300_AS_OF)
     tasks = strategy.tasks(cal, CSI300_AS_OF)
+    checks = os.environ.get("QONLINE_PARITY_CHECKS", "swap,seed")
+    checks_on = {c.strip() for c in checks.split(",")} - {"none", ""}
+    if checks_on - {"swap", "seed"}:
+        raise SystemExit(f"QONLINE_PARITY_CHECKS={checks!r}: expected a comma list of swap, seed, or none")
+    variants: dict[str, Any] = {"qonline": lambda t: t}
+    if "seed" in checks_on:
+        variants["qonline_seed"] = lambda t: t.model_copy(
+            update={"model_params": {**t.model_params, "feature_fraction_seed": PARITY_NOISE_SEED}})
     t0 = time.perf_counter()
-    ours = _fit_qonline(lake, tasks, CSI300_AS_OF)
+    ours = _fit_qonline(lake, tasks, CSI300_AS_OF, variants)
     qonline_s = time.perf_counter() - t0
     peer_root = root / f"qlib-{name}"
     shutil.rmtree(peer_root, ignore_errors=True)
@@ -766,8 +821,16 @@ def qlib_training_parity(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     frame = pd.read_parquet(cfg["dump_alpha158"])
     frame["date"] = pd.to_datetime(frame["date"])
     on_qlib = _fit_on_frame(frame, lake, tasks, CSI300_AS_OF)
-    del frame
     on_qlib_s = time.perf_counter() - t0
+    swapped: list[dict[str, Any]] = []
+    swap_s = 0.0
+    if "swap" in checks_on:
+        t0 = time.perf_counter()
+        swap_frame = _swap_idx_columns(lake, frame, cal.first, day)
+        swapped = _fit_on_frame(swap_frame, lake, tasks, CSI300_AS_OF)
+        del swap_frame
+        swap_s = time.perf_counter() - t0
+    del frame
 
     rows, lines = [], []
     head = (f"{'test start':<11} {'train':>7} | {'qonline IC':>10} {'rank IC':>8} {'it':>3} | {'Qlib IC':>8} "
@@ -813,6 +876,24 @@ def qlib_training_parity(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     lines.append(f"training path (qonline's training on Qlib's Alpha158 rows vs Qlib's LGBModel): max |dIC| {path_ic:.2e}, "
                  f"|dRIC| {path_ric:.2e}, same best iteration on {sum(r['path_same_best_iteration'] for r in rows)} of "
                  f"{len(rows)} tasks -- parity {'met' if path_parity else 'NOT met'}")
+    checks_out: dict[str, Any] = {}
+    if swapped:
+        for r, c in zip(rows, swapped, strict=True):
+            r["qonline_swap_idx"] = c
+        checks_out["swap_idx_vs_qlib"] = _delta_summary([(r["qonline_swap_idx"], r["qlib"]) for r in rows])
+        checks_out["swap_s"] = swap_s
+    if "qonline_seed" in ours[0]:
+        for r, o in zip(rows, ours, strict=True):
+            r["qonline_seed"] = o["qonline_seed"]
+        checks_out["seed_vs_qonline"] = _delta_summary([(r["qonline_seed"], r["qonline"]) for r in rows])
+    for key, what in (("swap_idx_vs_qlib", "qonline's features with Qlib's IMAX/IMIN/IMXD swapped in, vs Qlib"),
+                      ("seed_vs_qonline", f"qonline, feature_fraction_seed {PARITY_NOISE_SEED}, vs qonline (noise)")):
+        if key in checks_out:
+            d = checks_out[key]
+            lines.append(f"check: {what}: within {PARITY_TOLERANCE} on {d['within_tolerance']} of {d['tasks']} tasks, "
+                         f"same best iteration on {d['same_best_iteration']}; median |dIC| {d['median_abs_diff_ic']:.4f} "
+                         f"|dRIC| {d['median_abs_diff_rank_ic']:.4f}; max {d['max_abs_diff_ic']:.4f} / "
+                         f"{d['max_abs_diff_rank_ic']:.4f}")
     table = "\n".join(lines)
     (root / f"parity-{name}.txt").write_text(table + "\n")
     out: dict[str, Any] = {
@@ -829,7 +910,7 @@ def qlib_training_parity(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         "qlib_handler_s": theirs["handler_s"], "qlib_write_dir_s": theirs["write_qlib_dir_s"],
         "qlib_fit_s_sum": theirs["fit_s_sum"], "qonline_fit_s_sum": sum(r["qonline"]["fit_s"] for r in rows),
         "qlib_peak_rss_mb": theirs["peak_rss_mb"], "table_path": str(root / f"parity-{name}.txt"),
-        "total_s": time.perf_counter() - t_start,
+        "checks": checks_out, "total_s": time.perf_counter() - t_start,
     }
     out["table"] = "\n" + table  # last: the harness prints it as the case's last detail
     return out
