@@ -146,37 +146,46 @@ def _portfolios(topk: pd.DataFrame, long_short: pd.DataFrame) -> list[tuple[str,
 NOTHING_BACKTESTED = "no signal date has two trading dates after it: nothing was backtested"
 
 
-def cumulative_return_chart(topk: pd.DataFrame, long_short: pd.DataFrame) -> bytes:
-    """Compounded cumulative return of TopK-dropout (net), long-short (net) and the equal-weight universe."""
-    fig, ax = _figure("Cumulative return: TopK-dropout and long-short vs the equal-weight universe")
+def _portfolio_chart(title: str, topk: pd.DataFrame, long_short: pd.DataFrame, ylabel: str, legend_loc: str,
+                     draw: Callable[[Axes, str, pd.DataFrame, pd.Series, str], None], *, zero_line: bool = False
+                     ) -> bytes:
+    """One line per backtested portfolio (``_portfolios``), drawn by ``draw(ax, name, frame, returns, colour)``,
+    on a percent axis over dates; the empty-case sentence when nothing was backtested."""
+    fig, ax = _figure(title)
     if topk.empty and long_short.empty:
         _empty(ax, NOTHING_BACKTESTED)
         return _png(fig)
     for name, frame, column, color in _portfolios(topk, long_short):
         if not frame.empty:
-            ax.plot(_dates(frame), _compounded(frame[column]), label=name, color=color, linewidth=1.6)
-    ax.axhline(0.0, color="#333333", linewidth=0.8)
-    _percent_axis(ax, "cumulative return (compounded)")
+            draw(ax, name, frame, frame[column], color)
+    if zero_line:
+        ax.axhline(0.0, color="#333333", linewidth=0.8)
+    _percent_axis(ax, ylabel)
     _dates_axis(ax)
-    _legend(ax, loc="upper left", fontsize=9)
+    _legend(ax, loc=legend_loc, fontsize=9)
     return _png(fig)
+
+
+def cumulative_return_chart(topk: pd.DataFrame, long_short: pd.DataFrame) -> bytes:
+    """Compounded cumulative return of TopK-dropout (net), long-short (net) and the equal-weight universe."""
+
+    def draw(ax: Axes, name: str, frame: pd.DataFrame, r: pd.Series, color: str) -> None:
+        ax.plot(_dates(frame), _compounded(r), label=name, color=color, linewidth=1.6)
+
+    return _portfolio_chart("Cumulative return: TopK-dropout and long-short vs the equal-weight universe", topk,
+                            long_short, "cumulative return (compounded)", "upper left", draw, zero_line=True)
 
 
 def drawdown_chart(topk: pd.DataFrame, long_short: pd.DataFrame) -> bytes:
     """Drawdown (fall of the compounded value from its previous peak) of the three portfolios."""
-    fig, ax = _figure("Drawdown from the previous peak")
-    if topk.empty and long_short.empty:
-        _empty(ax, NOTHING_BACKTESTED)
-        return _png(fig)
-    for name, frame, column, color in _portfolios(topk, long_short):
-        if not frame.empty:
-            dd = _drawdown(frame[column])
-            ax.plot(_dates(frame), dd, label=name, color=color, linewidth=1.3)
-            ax.fill_between(_dates(frame), dd.to_numpy(dtype=float), 0.0, color=color, alpha=0.08, linewidth=0)
-    _percent_axis(ax, "drawdown (compounded value)")
-    _dates_axis(ax)
-    _legend(ax, loc="lower left", fontsize=9)
-    return _png(fig)
+
+    def draw(ax: Axes, name: str, frame: pd.DataFrame, r: pd.Series, color: str) -> None:
+        dd = _drawdown(r)
+        ax.plot(_dates(frame), dd, label=name, color=color, linewidth=1.3)
+        ax.fill_between(_dates(frame), dd.to_numpy(dtype=float), 0.0, color=color, alpha=0.08, linewidth=0)
+
+    return _portfolio_chart("Drawdown from the previous peak", topk, long_short, "drawdown (compounded value)",
+                            "lower left", draw)
 
 
 def turnover_chart(topk: pd.DataFrame, long_short: pd.DataFrame) -> bytes:
