@@ -209,7 +209,6 @@ def test_corrupt_parquet_in_the_lake(base_lake: Path, tmp_path: Path) -> None:
 def test_unreachable_s3_source(base_lake: Path, monkeypatch: pytest.MonkeyPatch,
                                caplog: pytest.LogCaptureFixture) -> None:
     from flows.local_services import free_port
-
     from tasks.bars import extract_bars
 
     monkeypatch.setenv("QONLINE_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
