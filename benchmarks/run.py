@@ -725,19 +725,28 @@ PARITY_NOISE_SEED = 7
 IDX_PREFIXES = ("IMAX", "IMIN", "IMXD")
 
 
+def _lake_alpha158(lake: Any, start: date, end: date) -> tuple[Any, Any]:
+    """The alpha158 feature set and the lake's Alpha158 rows of ``[start, end]`` with their ``LABEL0``
+    (NaN where the label is not observable yet)."""
+    from quant_core.features import get_feature_set
+    from quant_core.features.labels import LABEL0
+    from quant_core.features.store import feature_dataset, label_dataset
+
+    fs = get_feature_set("alpha158")
+    frame = feature_dataset(lake, fs).read(start, end).to_pandas().merge(
+        label_dataset(lake, LABEL0).read(start, end).to_pandas(), on=["date", "symbol"], how="left")
+    return fs, frame
+
+
 def _swap_idx_columns(lake: Any, qlib_frame: Any, start: date, end: date) -> Any:
     """qonline's own Alpha158 + LABEL0 rows of ``[start, end]`` with Qlib's IMAX/IMIN/IMXD columns put in
     place of qonline's (the one deliberate Alpha158 deviation: a suspended day in the window is not the
     extreme for qonline, it is for Qlib). Same rows on both sides, checked."""
     import pandas as pd
 
-    from quant_core.features import get_feature_set
     from quant_core.features.labels import LABEL0
-    from quant_core.features.store import feature_dataset, label_dataset
 
-    fs = get_feature_set("alpha158")
-    ours = feature_dataset(lake, fs).read(start, end).to_pandas().merge(
-        label_dataset(lake, LABEL0).read(start, end).to_pandas(), on=["date", "symbol"], how="left")
+    fs, ours = _lake_alpha158(lake, start, end)
     ours["date"] = pd.to_datetime(ours["date"])
     ours["symbol"] = ours["symbol"].astype(str)
     idx_cols = [c for c in fs.names if c.startswith(IDX_PREFIXES)]
@@ -948,14 +957,9 @@ GRID: dict[str, dict[str, Any]] = {
 
 def _single_feature_rank_ic(lake: Any, start: date, end: date) -> dict[str, float]:
     """Mean daily rank IC of each Alpha158 feature against LABEL0 over ``[start, end]`` (labelled days)."""
-    from quant_core.features import get_feature_set
-    from quant_core.features.labels import LABEL0
-    from quant_core.features.store import feature_dataset, label_dataset
     from quant_core.models.training import daily_ic
 
-    fs = get_feature_set("alpha158")
-    frame = feature_dataset(lake, fs).read(start, end).to_pandas().merge(
-        label_dataset(lake, LABEL0).read(start, end).to_pandas(), on=["date", "symbol"])
+    fs, frame = _lake_alpha158(lake, start, end)
     frame = frame[frame["LABEL0"].notna()]
     label, dates = frame["LABEL0"].to_numpy(), frame["date"].to_numpy()
     out = {name: daily_ic(frame[name].to_numpy(), label, dates)[1] for name in fs.names}
